@@ -215,6 +215,7 @@ class PipelineConfig:
     segmentation: SegmentationParams = field(default_factory=SegmentationParams)
     spots: SpotParams = field(default_factory=SpotParams)
     rule_set: str = "asco_cap_2018"
+    rule_overrides: dict[str, Any] = field(default_factory=dict)
     n_bootstrap: int = 2000
     seed: int = 0
     projection: str = "max"
@@ -228,6 +229,10 @@ class PipelineConfig:
             raise TypeError(f"n_bootstrap must be an integer, got {self.n_bootstrap!r}")
         if self.n_bootstrap < 0:
             raise ValueError(f"n_bootstrap must be >= 0 (0 disables the CI), got {self.n_bootstrap}")
+        if not isinstance(self.rule_set, str):
+            raise TypeError(f"rule_set must be a rule-set name, got {type(self.rule_set).__name__}")
+        if not isinstance(self.rule_overrides, dict):
+            raise TypeError("rule_overrides must be a dict of rule fields")
         if self.projection not in ("max",):
             raise ValueError(f"projection must be 'max', got {self.projection!r}")
 

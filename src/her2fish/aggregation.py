@@ -1,0 +1,163 @@
+"""Assign signals to nuclei and build the per-cell count table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from skimage.segmentation import expand_labels
+
+__all__ = ["assign_spots", "cell_table", "join_reasons", "CELL_TABLE_COLUMNS"]
+
+#: Columns of :func:`cell_table` (cells.csv without the leading ``image`` column, plus extras).
+CELL_TABLE_COLUMNS = (
+    "cell_id",
+    "y",
+    "x",
+    "area_um2",
+    "her2_count",
+    "cep17_count",
+    "ratio",
+    "evaluable",
+    "exclusion_reason",
+    "her2_signals",
+    "her2_clusters",
+    "cep17_signals",
+    "cep17_clusters",
+    "solidity",
+    "touches_border",
+)
+
+_REASON_ORDER = (
+    "touches_border",
+    "too_small",
+    "too_large",
+    "low_solidity",
+    "empty",
+    "no_signals",
+    "no_her2_signal",
+    "no_cep17_signal",
+    "manual",
+)
+
+
+def join_reasons(*reason_lists: str) -> str:
+    """Merge ";"-joined reason strings into one, deduplicated, in the canonical order."""
+    codes = {c for text in reason_lists for c in str(text).split(";") if c}
+    known = [c for c in _REASON_ORDER if c in codes]
+    return ";".join(known + sorted(codes - set(known)))
+
+
+def assign_spots(
+    spots: pd.DataFrame, labels: np.ndarray, *, pixel_size_um: float, max_distance_um: float = 0.5
+) -> np.ndarray:
+    """Return the nucleus label under each spot (0 = outside every nucleus).
+
+    A spot whose centre lies just outside a nucleus (up to ``max_distance_um``, e.g. a
+    peripheral signal or a cluster centroid on the rim) is given to the nearest nucleus.
+
+    Parameters
+    ----------
+    spots : DataFrame
+        Needs columns ``y`` and ``x`` in pixels.
+    labels : ndarray of int
+        Nuclear label image, 0 = background.
+    pixel_size_um, max_distance_um : float
+        Pixel size and the largest distance from a nucleus at which a spot is still assigned.
+    """
+    if not isinstance(labels, np.ndarray) or labels.ndim != 2:
+        raise ValueError("labels must be a 2-D integer array")
+    if not {"y", "x"} <= set(spots.columns):
+        raise ValueError("spots must have columns 'y' and 'x'")
+    if len(spots) == 0:
+        return np.zeros(0, dtype=np.int64)
+    grown = labels
+    if max_distance_um > 0:
+        grown = expand_labels(labels, distance=max_distance_um / pixel_size_um)
+    yi = np.clip(np.rint(spots["y"].to_numpy(float)).astype(int), 0, labels.shape[0] - 1)
+    xi = np.clip(np.rint(spots["x"].to_numpy(float)).astype(int), 0, labels.shape[1] - 1)
+    return grown[yi, xi].astype(np.int64)
+
+
+def _per_cell(spots: pd.DataFrame, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Copies, signal objects and clusters per nucleus id (aligned with ``ids``)."""
+    n = len(ids)
+    if len(spots) == 0 or n == 0:
+        zero = np.zeros(n, dtype=np.int64)
+        return zero, zero.copy(), zero.copy()
+    inside = spots[spots["cell_id"] > 0]
+    grouped = inside.groupby("cell_id")
+    copies = grouped["copies"].sum().reindex(ids, fill_value=0).to_numpy(np.int64)
+    signals = grouped.size().reindex(ids, fill_value=0).to_numpy(np.int64)
+    clusters = grouped["cluster"].sum().reindex(ids, fill_value=0).to_numpy(np.int64)
+    return copies, signals, clusters
+
+
+def cell_table(
+    nuclei: pd.DataFrame, her2_spots: pd.DataFrame, cep17_spots: pd.DataFrame
+) -> pd.DataFrame:
+    """Per-nucleus HER2 and CEP17 counts, ratio and evaluability.
+
+    Parameters
+    ----------
+    nuclei : DataFrame
+        Output of :func:`her2fish.segmentation.segment_nuclei`.
+    her2_spots, cep17_spots : DataFrame
+        Spot tables with a ``cell_id`` column (see :func:`assign_spots`) and ``copies`` and
+        ``cluster`` columns.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`CELL_TABLE_COLUMNS`. ``her2_count``/``cep17_count`` are sums of copies
+        (clusters count their estimate). A nucleus without a signal of both colours is not
+        evaluable (rule N1) and gets ``no_her2_signal``/``no_cep17_signal``/``no_signals``.
+        ``ratio`` is NaN when ``cep17_count`` is 0.
+    """
+    for name, table, cols in (
+        ("nuclei", nuclei, ("cell_id", "y", "x", "area_um2", "evaluable", "exclusion_reason")),
+        ("her2_spots", her2_spots, ("cell_id", "copies", "cluster")),
+        ("cep17_spots", cep17_spots, ("cell_id", "copies", "cluster")),
+    ):
+        if not isinstance(table, pd.DataFrame):
+            raise TypeError(f"{name} must be a pandas DataFrame, got {type(table).__name__}")
+        missing = [c for c in cols if c not in table.columns]
+        if missing and not (len(table) == 0 and name != "nuclei"):
+            raise ValueError(f"{name} is missing columns {missing}")
+    ids = nuclei["cell_id"].to_numpy(np.int64)
+    h, h_sig, h_cl = _per_cell(her2_spots, ids)
+    c, c_sig, c_cl = _per_cell(cep17_spots, ids)
+    signal_reason = np.where(
+        (h == 0) & (c == 0),
+        "no_signals",
+        np.where(h == 0, "no_her2_signal", np.where(c == 0, "no_cep17_signal", "")),
+    )
+    reasons = [
+        join_reasons(a, b)
+        for a, b in zip(nuclei["exclusion_reason"].astype(str).to_numpy(), signal_reason)
+    ]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(c > 0, h / np.maximum(c, 1), np.nan)
+    out = pd.DataFrame(
+        {
+            "cell_id": ids,
+            "y": nuclei["y"].to_numpy(float),
+            "x": nuclei["x"].to_numpy(float),
+            "area_um2": nuclei["area_um2"].to_numpy(float),
+            "her2_count": h,
+            "cep17_count": c,
+            "ratio": ratio.astype(float),
+            "evaluable": nuclei["evaluable"].to_numpy(bool) & (signal_reason == ""),
+            "exclusion_reason": pd.Series(reasons, dtype=object),
+            "her2_signals": h_sig,
+            "her2_clusters": h_cl,
+            "cep17_signals": c_sig,
+            "cep17_clusters": c_cl,
+            "solidity": nuclei["solidity"].to_numpy(float)
+            if "solidity" in nuclei
+            else np.full(len(ids), np.nan),
+            "touches_border": nuclei["touches_border"].to_numpy(bool)
+            if "touches_border" in nuclei
+            else np.zeros(len(ids), bool),
+        }
+    )
+    return out

@@ -1,0 +1,85 @@
+"""Spot-to-nucleus assignment and per-cell counts with tiny handmade inputs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from her2fish.aggregation import CELL_TABLE_COLUMNS, assign_spots, cell_table, join_reasons
+
+
+def _labels():
+    labels = np.zeros((40, 60), np.int32)
+    labels[5:15, 5:15] = 1
+    labels[5:15, 30:40] = 2
+    labels[25:35, 5:15] = 3
+    labels[25:35, 30:40] = 4
+    return labels
+
+
+def _nuclei(evaluable=(True, True, True, False), reasons=("", "", "", "touches_border")):
+    return pd.DataFrame(
+        {
+            "cell_id": [1, 2, 3, 4],
+            "y": [10.0, 10.0, 30.0, 30.0],
+            "x": [10.0, 35.0, 10.0, 35.0],
+            "area_um2": [1.0] * 4,
+            "solidity": [1.0] * 4,
+            "touches_border": [False, False, False, True],
+            "evaluable": list(evaluable),
+            "exclusion_reason": list(reasons),
+        }
+    )
+
+
+def _spots(rows):
+    return pd.DataFrame(rows, columns=["y", "x", "copies", "cluster"]).astype(
+        {"copies": np.int64, "cluster": bool}
+    )
+
+
+def test_assign_inside_near_and_far():
+    spots = pd.DataFrame({"y": [10.0, 10.0, 10.0, 20.0], "x": [10.0, 15.8, 22.0, 50.0]})
+    ids = assign_spots(spots, _labels(), pixel_size_um=0.1, max_distance_um=0.2)
+    # inside nucleus 1; 1 px outside nucleus 1 (within 0.2 um = 2 px); far from any nucleus
+    assert ids.tolist() == [1, 1, 0, 0]
+    assert assign_spots(spots.iloc[:0], _labels(), pixel_size_um=0.1).size == 0
+
+
+def test_cell_table_counts_clusters_and_rule_n1():
+    labels = _labels()
+    her2 = _spots([(8, 8, 1, False), (12, 12, 7, True), (8, 33, 1, False), (30, 10, 2, False), (30, 35, 1, False)])
+    cep17 = _spots([(9, 9, 1, False), (11, 11, 1, False), (30, 12, 1, False), (30, 33, 1, False)])
+    for table in (her2, cep17):
+        table["cell_id"] = assign_spots(table, labels, pixel_size_um=0.1)
+    cells = cell_table(_nuclei(), her2, cep17)
+    assert tuple(cells.columns) == CELL_TABLE_COLUMNS
+    assert cells.her2_count.tolist() == [8, 1, 2, 1]
+    assert cells.cep17_count.tolist() == [2, 0, 1, 1]
+    assert cells.her2_clusters.tolist() == [1, 0, 0, 0]
+    assert cells.ratio[0] == pytest.approx(4.0)
+    assert np.isnan(cells.ratio[1])
+    assert cells.evaluable.tolist() == [True, False, True, False]
+    assert cells.exclusion_reason.tolist() == ["", "no_cep17_signal", "", "touches_border"]
+
+
+def test_no_signals_reason_and_empty_spot_tables():
+    empty = pd.DataFrame(columns=["y", "x", "copies", "cluster", "cell_id"])
+    cells = cell_table(_nuclei(), empty, empty)
+    assert cells.exclusion_reason.tolist()[:3] == ["no_signals"] * 3
+    assert cells.exclusion_reason[3] == "touches_border;no_signals"
+    assert not cells.evaluable.any()
+
+
+def test_join_reasons_order_and_dedup():
+    assert join_reasons("low_solidity;touches_border", "touches_border", "") == "touches_border;low_solidity"
+    assert join_reasons("", "") == ""
+    assert join_reasons("zzz_custom", "manual") == "manual;zzz_custom"
+
+
+def test_validation_messages():
+    with pytest.raises(TypeError, match="nuclei"):
+        cell_table([1, 2], _spots([]), _spots([]))
+    with pytest.raises(ValueError, match="missing columns"):
+        cell_table(_nuclei().drop(columns="area_um2"), _spots([]), _spots([]))
+    with pytest.raises(ValueError, match="2-D"):
+        assign_spots(pd.DataFrame({"y": [1.0], "x": [1.0]}), np.zeros(5), pixel_size_um=0.1)

@@ -1,0 +1,181 @@
+"""Spot detection and cluster copy estimation on seeded synthetic images with known answers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from her2fish.spots import SPOT_TABLE_COLUMNS, detect_spots, single_signal_reference
+
+PX = 0.1  # um per pixel
+SIGMA = 1.2  # PSF sigma in pixels
+AMP_INTEGRAL = 2 * np.pi * SIGMA**2 * 80  # integrated intensity of one copy
+
+
+def _render(shape, copies_at, *, seed=0, noise=4.0, background=100.0, jitter_um=0.15):
+    """Render spots: ``copies_at`` is a list of (y, x, n_copies). Returns the image."""
+    rng = np.random.default_rng(seed)
+    img = np.full(shape, background, dtype=float)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for y, x, n in copies_at:
+        for _ in range(n):
+            dy, dx = (0.0, 0.0) if n == 1 else rng.normal(0, jitter_um * np.sqrt(n) / PX / 2, 2)
+            amp = AMP_INTEGRAL * np.exp(rng.normal(0, 0.1)) / (2 * np.pi * SIGMA**2)
+            img += amp * np.exp(-((yy - y - dy) ** 2 + (xx - x - dx) ** 2) / (2 * SIGMA**2))
+    img = rng.poisson(img).astype(float) + rng.normal(0, noise, shape)
+    return img
+
+
+def _grid(n, shape=(400, 400), spacing=40, start=30):
+    pts = [(y, x) for y in range(start, shape[0] - 20, spacing) for x in range(start, shape[1] - 20, spacing)]
+    return pts[:n]
+
+
+@pytest.fixture(scope="module")
+def singles_and_clusters():
+    pts = _grid(64)
+    truth = [(y, x, 1) for y, x in pts[:50]] + [(y, x, n) for (y, x), n in zip(pts[50:], [3, 5, 8, 10, 15, 20, 4, 6])]
+    return _render((400, 400), truth, seed=1), truth
+
+
+def _match(table, truth, tol=3.0):
+    out = []
+    for y, x, n in truth:
+        d = np.hypot(table.y - y, table.x - x)
+        i = int(np.argmin(d)) if len(d) else -1
+        out.append((n, int(table.copies.iloc[i]) if i >= 0 and d.iloc[i] <= tol else 0))
+    return out
+
+
+def test_single_spot_position_and_columns():
+    img = _render((64, 64), [(20.3, 30.6, 1)], seed=3)
+    table = detect_spots(img, pixel_size_um=PX)
+    assert tuple(table.columns) == SPOT_TABLE_COLUMNS
+    assert len(table) == 1
+    assert abs(table.y[0] - 20.3) < 0.5 and abs(table.x[0] - 30.6) < 0.5
+    assert table.copies[0] == 1 and not table.cluster[0]
+    assert table.attrs["threshold"] > 0 and "auto" in table.attrs["threshold_method"]
+
+
+def test_every_single_found_once_and_no_false_positives(singles_and_clusters):
+    img, truth = singles_and_clusters
+    table = detect_spots(img, pixel_size_um=PX)
+    matched = _match(table, truth)
+    assert all(found >= 1 for _, found in matched)
+    assert len(table) == len(truth)  # nothing in the empty background
+    singles = [found for n, found in matched if n == 1]
+    assert singles == [1] * 50
+
+
+def test_cluster_copies_estimated_from_intensity(singles_and_clusters):
+    img, truth = singles_and_clusters
+    table = detect_spots(img, pixel_size_um=PX)
+    ref = table.attrs["reference_intensity"]
+    assert ref == pytest.approx(AMP_INTEGRAL, rel=0.15)
+    for n, found in _match(table, truth):
+        if n > 1:
+            assert abs(found - n) <= max(1, 0.2 * n), (n, found)
+    clusters = table[table.cluster]
+    assert len(clusters) >= 7  # the 3-copy cluster may read as 3 or, at worst, be close to it
+    total = sum(n for _, _, n in truth)
+    assert table.copies.sum() == pytest.approx(total, rel=0.1)
+
+
+def test_split_signal_counts_once():
+    # Two half-bright maxima 2 px (0.2 um) apart: closer than one signal diameter -> one signal.
+    pts = [(y, x, 1) for y, x in _grid(30)]
+    img = _render((400, 400), pts, seed=2)
+    yy, xx = np.mgrid[:400, :400]
+    for dx in (-1.0, 1.0):
+        img += 40 * np.exp(-((yy - 370) ** 2 + (xx - 200 - dx) ** 2) / (2 * SIGMA**2))
+    table = detect_spots(img, pixel_size_um=PX)
+    near = table[np.hypot(table.y - 370, table.x - 200) < 4]
+    assert len(near) == 1 and int(near.copies.iloc[0]) == 1
+
+
+def test_fixed_cluster_mode_uses_convention(singles_and_clusters):
+    img, _ = singles_and_clusters
+    table = detect_spots(img, pixel_size_um=PX, cluster_mode="fixed")
+    assert set(table.loc[table.cluster, "copies"]) <= {6, 12}
+    assert (table.loc[~table.cluster, "copies"] <= table.loc[~table.cluster, "n_maxima"]).all()
+
+
+def test_cap_flags_large_clusters(singles_and_clusters):
+    img, _ = singles_and_clusters
+    table = detect_spots(img, pixel_size_um=PX, max_copies=5)
+    assert table.copies.max() == 5
+    assert table.capped.any()
+    assert (table.loc[table.capped, "copies_estimate"] > 5).all()
+
+
+def test_manual_threshold_and_reference(singles_and_clusters):
+    img, _ = singles_and_clusters
+    auto = detect_spots(img, pixel_size_um=PX)
+    strict = detect_spots(img, pixel_size_um=PX, threshold=auto.attrs["threshold"] * 50)
+    assert strict.attrs["threshold_method"] == "manual"
+    assert len(strict) < len(auto)
+    given = detect_spots(img, pixel_size_um=PX, reference_intensity=auto.attrs["reference_intensity"] / 2)
+    assert given.attrs["reference_source"] == "given"
+    assert given.copies.sum() > 1.5 * auto.copies.sum() - 50
+
+
+def test_mask_restricts_detection(singles_and_clusters):
+    img, _ = singles_and_clusters
+    mask = np.zeros(img.shape, bool)
+    mask[:200] = True
+    table = detect_spots(img, pixel_size_um=PX, mask=mask)
+    assert len(table) > 0 and (table.y < 203).all()
+
+
+def test_empty_and_flat_images_give_empty_table():
+    table = detect_spots(np.full((50, 50), 7, np.uint16), pixel_size_um=PX)
+    assert len(table) == 0 and tuple(table.columns) == SPOT_TABLE_COLUMNS
+    noise = np.random.default_rng(0).normal(100, 5, (200, 200))
+    assert len(detect_spots(noise, pixel_size_um=PX)) <= 1
+
+
+def test_uneven_background_does_not_create_spots():
+    yy, xx = np.mgrid[:300, :300]
+    ramp = 100 + 2.0 * xx + 80 * np.sin(yy / 60.0)
+    pts = [(y, x, 1) for y, x in _grid(36, (300, 300))]
+    img = _render((300, 300), pts, seed=5) + ramp
+    table = detect_spots(img, pixel_size_um=PX)
+    assert len(table) == len(pts)
+    assert (table.copies == 1).all()
+
+
+def test_single_signal_reference_is_robust_to_doublets():
+    rng = np.random.default_rng(0)
+    singles = rng.normal(1000, 80, 300)
+    doublets = rng.normal(2000, 150, 120)
+    assert single_signal_reference(np.concatenate([singles, doublets])) == pytest.approx(1000, rel=0.05)
+    assert np.isnan(single_signal_reference(np.array([])))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"image": np.zeros((3, 4, 4))}, ValueError, "2-D"),
+        ({"image": [[1, 2], [3, 4]]}, TypeError, "numpy array"),
+        ({"image": np.zeros((4, 4), dtype=object)}, TypeError, "numeric"),
+        ({"image": np.array([[np.nan, 0], [0, 0]])}, ValueError, "NaN"),
+        ({"pixel_size_um": 0}, ValueError, "pixel_size_um"),
+        ({"pixel_size_um": "0.1"}, TypeError, "pixel_size_um"),
+        ({"spot_diameter_um": -1}, ValueError, "spot_diameter_um"),
+        ({"threshold": -3}, ValueError, "threshold"),
+        ({"mask": np.ones((3, 3), bool)}, ValueError, "mask shape"),
+        ({"max_copies": 0}, ValueError, "max_copies"),
+        ({"cluster_mode": "area"}, ValueError, "cluster_mode"),
+    ],
+)
+def test_validation(kwargs, error, match):
+    args = {"image": np.zeros((16, 16)), "pixel_size_um": PX, **kwargs}
+    image = args.pop("image")
+    with pytest.raises(error, match=match):
+        detect_spots(image, **args)
+
+
+def test_returns_dataframe_with_integer_copies(singles_and_clusters):
+    img, _ = singles_and_clusters
+    table = detect_spots(img.astype(np.uint16), pixel_size_um=PX)
+    assert isinstance(table, pd.DataFrame)
+    assert table.copies.dtype == np.int64 and (table.copies >= 1).all()
