@@ -33,7 +33,7 @@ def _grid(n, shape=(400, 400), spacing=40, start=30):
 @pytest.fixture(scope="module")
 def singles_and_clusters():
     pts = _grid(64)
-    truth = [(y, x, 1) for y, x in pts[:50]] + [(y, x, n) for (y, x), n in zip(pts[50:], [3, 5, 8, 10, 15, 20, 4, 6])]
+    truth = [(y, x, 1) for y, x in pts[:50]] + [(y, x, n) for (y, x), n in zip(pts[50:], [3, 5, 8, 10, 15, 20, 4, 6], strict=False)]
     return _render((400, 400), truth, seed=1), truth
 
 

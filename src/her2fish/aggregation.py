@@ -133,7 +133,7 @@ def cell_table(
     )
     reasons = [
         join_reasons(a, b)
-        for a, b in zip(nuclei["exclusion_reason"].astype(str).to_numpy(), signal_reason)
+        for a, b in zip(nuclei["exclusion_reason"].astype(str).to_numpy(), signal_reason, strict=False)
     ]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(c > 0, h / np.maximum(c, 1), np.nan)

@@ -17,7 +17,10 @@ Method
    by one spot radius) minus the median of a surrounding ring times the aperture area.
 6. **Copies.** The image's single-signal reference ``I_single`` is a robust mode of the integrated
    intensities of compact one-maximum objects (iterated median of the lower population). An object
-   with one maximum and ``I < CLUSTER_MIN_RATIO * I_single`` counts 1. Otherwise it is estimated:
+   with one maximum counts 1 unless it is at least ``CLUSTER_MIN_RATIO`` times as bright as a
+   single, or at least ``BROAD_MIN_RATIO`` times as bright and ``BROAD_AREA_FACTOR`` times as
+   large (a compact blob of 2-3 fused copies). Such objects, and objects with several
+   resolved maxima, are estimated:
    ``copies = max(n_maxima, round(I / I_single))`` (``cluster_mode="intensity"``), or the fixed
    small/large convention 6 / 12 (``cluster_mode="fixed"``); objects estimated above one copy per
    resolved maximum are flagged ``cluster``. Estimates above ``max_copies`` are capped and flagged.
@@ -59,6 +62,9 @@ THRESHOLD_K = 6.0
 OBJECT_K = 3.0
 #: A one-maximum object at least this many times the single reference is a cluster.
 CLUSTER_MIN_RATIO = 2.5
+#: ... or at least BROAD_MIN_RATIO times as bright and BROAD_AREA_FACTOR times the median
+#: area of a single signal.
+BROAD_MIN_RATIO, BROAD_AREA_FACTOR = 1.5, 2.0
 #: Fixed cluster convention (clinical-rules S4): small and large cluster values.
 FIXED_SMALL, FIXED_LARGE = 6, 12
 
@@ -274,7 +280,7 @@ def detect_spots(
     intensity = ap_sum - ring_med * ap_area
     area = ndi.sum_labels(np.ones_like(img), objects, index).astype(np.int64)
     peak = ndi.maximum(fg, objects, index)
-    cy, cx = (np.asarray(c) for c in zip(*ndi.center_of_mass(np.clip(fg, 0, None), objects, index)))
+    cy, cx = (np.asarray(c) for c in zip(*ndi.center_of_mass(np.clip(fg, 0, None), objects, index), strict=False))
     # Fall back to the maximum position when the foreground mass is zero.
     bad = ~np.isfinite(cy) | ~np.isfinite(cx)
     if bad.any():
@@ -295,8 +301,13 @@ def detect_spots(
     attrs.update(reference_intensity=float(ref), n_reference=n_ref, reference_source=source)
 
     ratio = intensity / ref if np.isfinite(ref) and ref > 0 else np.ones_like(intensity)
-    multi = n_max > 1
-    estimated = multi | (ratio >= CLUSTER_MIN_RATIO)
+    # Typical area of a single signal, from the reference population itself.
+    singles = candidates & (ratio < 1.5)
+    single_area_med = float(np.median(area[singles])) if singles.any() else single_area / 2
+    # A one-maximum object is a cluster when it is much brighter than a single, or when it is
+    # both brighter and clearly broader (a compact 2-3 copy blob whose sum reads low).
+    broad = (ratio >= BROAD_MIN_RATIO) & (area >= BROAD_AREA_FACTOR * single_area_med)
+    estimated = (n_max > 1) | (ratio >= CLUSTER_MIN_RATIO) | broad
     est = np.maximum(np.rint(ratio), n_max)
     if cluster_mode == "fixed":
         est = np.where(

@@ -1,0 +1,195 @@
+"""Command-line interface: ``her2fish score INPUT... --out DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import pandas as pd
+
+from . import __version__
+
+__all__ = ["get_arg_parser", "main", "format_summary_table"]
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def get_arg_parser() -> argparse.ArgumentParser:
+    """Build the argument parser (kept separate so docs and tests can inspect it)."""
+    parser = argparse.ArgumentParser(
+        prog="her2fish",
+        description="Score HER2/CEP17 dual-probe FISH images: nuclei, signals, clusters, "
+        "mean HER2 per cell (GCN), HER2/CEP17 ratio and guideline groups.",
+    )
+    parser.add_argument("--version", action="version", version=f"her2fish {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    score = sub.add_parser(
+        "score",
+        help="score images or folders of images",
+        description="Score every image given (folders are searched recursively for "
+        ".tif/.tiff files) and write images, cells and spots tables plus run.json to --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    score.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    score.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    image = score.add_argument_group("image")
+    image.add_argument(
+        "--pixel-size",
+        type=_positive_float,
+        metavar="UM",
+        help="pixel size in micrometres; overrides the file metadata (needed when it has none)",
+    )
+    image.add_argument(
+        "--channels",
+        metavar="MAP",
+        help="channel map when the file's channel names do not say which is which, e.g. "
+        "dapi=0,her2=1,cep17=2 (indices, channel names, or red/green/blue for RGB)",
+    )
+    analysis = score.add_argument_group("analysis")
+    analysis.add_argument("--config", metavar="FILE.toml", help="analysis options (TOML)")
+    analysis.add_argument(
+        "--rule-set",
+        choices=("asco_cap_2018", "gastric", "colorectal"),
+        help="guideline rule set (default: from --config, else asco_cap_2018)",
+    )
+    run = score.add_argument_group("run")
+    run.add_argument("--workers", type=_positive_int, default=1, help="parallel worker processes")
+    run.add_argument("--format", choices=("csv", "parquet"), default="csv", help="table format")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary table")
+    return parser
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_summary_table(images: pd.DataFrame) -> str:
+    """The per-image summary printed at the end of a run (values shown to 2 decimals)."""
+    headers = ["image", "status", "cells", "HER2/cell", "CEP17/cell", "ratio", "group",
+               "GCN>=20", "flags / error"]
+    rows = []
+    for rec in images.to_dict(orient="records"):
+        ok = rec["status"] == "ok"
+        group = rec.get("asco_cap_2018_group")
+        if ok and (group is None or group is pd.NA) and rec.get("provisional_asco_cap_2018_group"):
+            group = f"({rec['provisional_asco_cap_2018_group']})"
+        rows.append([
+            str(rec["image"]),
+            str(rec["status"]),
+            _fmt(rec.get("n_cells_scored")),
+            _fmt(rec.get("mean_her2_per_cell")),
+            _fmt(rec.get("mean_cep17_per_cell")),
+            _fmt(rec.get("her2_cep17_ratio")),
+            _fmt(group),
+            _fmt(rec.get("gcn_ge_20")) if ok else "-",
+            str(rec.get("flags") or "") if ok else str(rec.get("error") or ""),
+        ])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    widths[-1] = len(headers[-1])
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip()  # noqa: E731
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+class _Progress:
+    """A one-line progress bar on a terminal stream (images done, rate, ETA)."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream, self.enabled, self.start = stream, enabled, time.perf_counter()
+
+    def __call__(self, record: dict[str, Any], done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else 0.0
+        filled = int(30 * done / total)
+        status = "" if record["row"]["status"] == "ok" else "  [error]"
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} images "
+            f"{rate:.2f} img/s ETA {eta:.0f}s  {record['name'][:40]}{status}\033[K"
+        )
+        if done == total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _run_score(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .batch import run_batch
+    from .config import load_config
+    from .models import PipelineConfig
+
+    config = load_config(args.config) if args.config else PipelineConfig()
+    if args.rule_set:
+        config = config.with_options(rule_set=args.rule_set)
+    channels = None
+    if args.channels:
+        from .io import parse_channel_map
+
+        channels = parse_channel_map(args.channels)
+    progress = _Progress(sys.stderr, enabled=not args.quiet)
+    result = run_batch(
+        args.inputs,
+        out_dir=args.out,
+        channels=channels,
+        pixel_size_um=args.pixel_size,
+        config=config,
+        workers=args.workers,
+        fmt=args.format,
+        on_result=progress,
+        command=shlex.join(["her2fish", *argv]),
+    )
+    if not args.quiet:
+        print(format_summary_table(result.images))
+        n_ok = len(result.images) - result.n_failed
+        print(f"\n{n_ok} image(s) scored, {result.n_failed} failed; results in {result.out_dir}")
+    for rec in result.images[result.images["status"] == "error"].to_dict(orient="records"):
+        print(f"her2fish: error: {rec['image']}: {rec['error']}", file=sys.stderr)
+    return 1 if result.n_failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 some image failed, 2 usage error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = get_arg_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return _run_score(args, argv)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
+        print(f"her2fish: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("her2fish: interrupted; no run.json was written for this run", file=sys.stderr)
+        return 130
