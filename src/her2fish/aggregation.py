@@ -6,19 +6,12 @@ import numpy as np
 import pandas as pd
 from skimage.segmentation import expand_labels
 
+from .models import CELLS_COLUMNS
+
 __all__ = ["assign_spots", "cell_table", "join_reasons", "CELL_TABLE_COLUMNS"]
 
 #: Columns of :func:`cell_table` (cells.csv without the leading ``image`` column, plus extras).
-CELL_TABLE_COLUMNS = (
-    "cell_id",
-    "y",
-    "x",
-    "area_um2",
-    "her2_count",
-    "cep17_count",
-    "ratio",
-    "evaluable",
-    "exclusion_reason",
+CELL_TABLE_COLUMNS = CELLS_COLUMNS[1:] + (
     "her2_signals",
     "her2_clusters",
     "cep17_signals",
