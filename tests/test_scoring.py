@@ -168,7 +168,7 @@ def test_rule_table():
     assert list(table.columns) == ["rule_id", "description", "threshold", "source"]
     assert table["rule_id"].is_unique
     ids = set(table["rule_id"])
-    expected = {f"B{i}" for i in range(1, 12)} | {"N1", "C1", "C2", "C3", "C4", "C5", "H2"}
+    expected = {f"B{i}" for i in range(1, 12)} | {"N1", "C1", "C2", "C3", "C4", "C5", "H1", "H2"}
     assert expected | {"P1", "P2", "G1", "G2", "K1", "K3", "K4", "K5"} == ids
     assert table["source"].str.len().gt(0).all()
     rows = table.set_index("rule_id")

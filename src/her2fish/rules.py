@@ -89,7 +89,7 @@ _THRESHOLD_FIELDS = (
     "ratio_positive", "her2_group1", "her2_group3", "polysomy_cep17", "monosomy_cep17",
     "cell_ratio_amplified", "heracles_fraction", "heterogeneity_cell_ratio",
     "heterogeneity_min_fraction", "heterogeneity_max_fraction", "s1613_ratio", "s1613_hcr",
-    "s1613_gcn", "gastric_ratio", "gastric_copy_number_rescue",
+    "s1613_gcn", "gastric_ratio", "gastric_copy_number_rescue", "second_population_fraction",
 )  # fmt: skip
 
 
@@ -137,6 +137,7 @@ class RuleSet:
     heterogeneity_cell_ratio: Threshold = Threshold(">", 2.2)
     heterogeneity_min_fraction: Threshold = Threshold(">", 0.05)
     heterogeneity_max_fraction: Threshold = Threshold("<", 0.5)
+    second_population_fraction: Threshold = Threshold(">", 0.10)
     s1613_ratio: Threshold = Threshold(">", 2.0)
     s1613_hcr: Threshold = Threshold(">", 5.0)
     s1613_gcn: Threshold = Threshold(">=", 20.0)
@@ -204,6 +205,10 @@ class RuleSet:
              "-> adjudicate per internal procedure", "", fig56 + "; G2 (S/K)"),
             ("B11", "No 'equivocal' ISH result under 2018/2023", "",
              "labce (S); 2023 affirmation (V)"),
+            ("H1", "A second contiguous population of amplified cells holding this fraction of "
+             "scored cells is scored and reported separately (her2fish.heterogeneity)",
+             f"fraction {self.second_population_fraction}",
+             "ASCO/CAP 2013 via medicalalgorithms (S)"),
             ("H2", "% cells with per-cell ratio meeting the threshold; 'genetic_heterogeneity' "
              "when the fraction of cells with per-cell ratio > 2.2 is in the band",
              f"cell ratio {self.cell_ratio_amplified}; cell ratio {self.heterogeneity_cell_ratio} "
