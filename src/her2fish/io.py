@@ -29,7 +29,10 @@ __all__ = [
 ]
 
 #: File suffixes read by :func:`read_image` (covers .ome.tif/.ome.tiff; match case-insensitively).
-SUPPORTED_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
+#: File suffixes her2fish reads: TIFF family with tifffile; PNG/JPEG RGB composites; CZI, ND2
+#: and LIF through the optional bioio readers (``her2fish[formats]``). OME-Zarr folders
+#: (``.zarr``) are read through bioio too but are folders, not files.
+SUPPORTED_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".czi", ".nd2", ".lif")
 
 _RELIABLE_UM = (0.03, 0.2)  # pixel sizes (µm/px) for which the default parameters hold
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -351,7 +354,9 @@ def read_image(
     Parameters
     ----------
     path : path-like
-        Image file (.tif/.tiff, including .ome.tif).
+        Image file (.tif/.tiff, including .ome.tif). PNG/JPEG colour composites and, with
+        ``her2fish[formats]``, CZI, ND2, LIF and OME-Zarr (.zarr folder) are read by
+        :mod:`her2fish.io_formats`.
     channels : str or mapping, optional
         Role -> channel map, as text for :func:`parse_channel_map` or a dict; a channel is an
         index, a channel name (case-insensitive) or red/green/blue for RGB. Default: detect the
@@ -380,6 +385,12 @@ def read_image(
     source = str(path)
     if not Path(path).exists():
         raise FileNotFoundError(f"image file not found: {source}")
+    from . import io_formats
+
+    if io_formats.is_vendor_path(path):
+        return io_formats.read_vendor(path, channels=channels, pixel_size_um=pixel_size_um)
+    if io_formats.is_raster_path(path):
+        return io_formats.read_rgb_raster(path, channels=channels, pixel_size_um=pixel_size_um)
     if pixel_size_um is not None:
         pixel_size_um = _check_pixel_size(pixel_size_um)
     cmap = None
