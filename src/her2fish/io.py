@@ -21,6 +21,7 @@ from .models import CHANNEL_ROLES, FishImage
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
+    "MAX_IMAGE_BYTES",
     "PixelSizeWarning",
     "parse_channel_map",
     "read_image",
@@ -28,11 +29,15 @@ __all__ = [
     "write_ome_tiff",
 ]
 
-#: File suffixes read by :func:`read_image` (covers .ome.tif/.ome.tiff; match case-insensitively).
-#: File suffixes her2fish reads: TIFF family with tifffile; PNG/JPEG RGB composites; CZI, ND2
-#: and LIF through the optional bioio readers (``her2fish[formats]``). OME-Zarr folders
-#: (``.zarr``) are read through bioio too but are folders, not files.
+#: File suffixes her2fish reads (match case-insensitively; .tif covers .ome.tif): the TIFF
+#: family with tifffile, PNG/JPEG RGB composites, and CZI, ND2 and LIF through the optional
+#: bioio readers (``her2fish[formats]``). OME-Zarr folders (``.zarr``) are read through bioio
+#: too, but they are folders, not files.
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".czi", ".nd2", ".lif")
+
+#: Largest image (bytes of pixel data) read into memory; larger files are refused before any
+#: pixel is read, so a corrupt or hostile header cannot exhaust memory.
+MAX_IMAGE_BYTES = 4 * 1024**3
 
 _RELIABLE_UM = (0.03, 0.2)  # pixel sizes (µm/px) for which the default parameters hold
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -412,6 +417,13 @@ def read_image(
             n_series = len(tf.series)
         if dtype.kind not in "uif":
             raise ValueError(f"{source} has unsupported pixel type {dtype}; expected int or float")
+        n_bytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        if n_bytes > MAX_IMAGE_BYTES:
+            raise ValueError(
+                f"{source} declares {'x'.join(map(str, shape))} {dtype} pixels "
+                f"({n_bytes / 1024**3:.1f} GiB), more than the {MAX_IMAGE_BYTES / 1024**3:.0f} GiB "
+                "that her2fish reads into memory; crop the field or export a smaller region"
+            )
         sq_shape, sq_axes, is_rgb = _plan_axes(axes, shape, source)
         n_channels = sq_shape[sq_axes.index("C")]
         names = _RGB_NAMES if is_rgb else _channel_names(pixels, ij, n_channels)
