@@ -179,3 +179,33 @@ def test_returns_dataframe_with_integer_copies(singles_and_clusters):
     table = detect_spots(img.astype(np.uint16), pixel_size_um=PX)
     assert isinstance(table, pd.DataFrame)
     assert table.copies.dtype == np.int64 and (table.copies >= 1).all()
+
+
+def test_local_detector_splits_touching_signals_and_finds_maxima():
+    from her2fish import spots_local
+
+    # a 10-copy cluster with a single 1 um away, and two singles 0.6 um apart: three objects
+    truth = [(60, 60, 10), (60, 70, 1), (150, 150, 1), (150, 156, 1)] + [(y, x, 1) for y, x in _grid(30)[15:]]
+    img = _render((400, 400), truth, seed=7)
+    maxima = spots_local.find_maxima(img, pixel_size_um=PX)
+    assert {"y", "x", "response", "zscore"} <= set(maxima.columns)
+    table = spots_local.detect_spots(img, pixel_size_um=PX)
+    assert tuple(table.columns) == SPOT_TABLE_COLUMNS
+    near = table[np.hypot(table.y - 60, table.x - 62) < 12]
+    assert len(near) == 2 and sorted(near.copies)[0] == 1 and abs(int(near.copies.max()) - 10) <= 2
+    pair = table[np.hypot(table.y - 150, table.x - 153) < 6]
+    assert int(pair.copies.sum()) == 2
+
+
+def test_detect_spots_3d_counts_each_signal_once():
+    from her2fish.zstack import detect_spots_3d
+
+    pts = [(y, x, 1) for y, x in _grid(25, (300, 300))]
+    planes = []
+    for k, scale in enumerate((0.3, 0.8, 1.0, 0.8, 0.3)):
+        planes.append(_render((300, 300), pts, seed=k) * scale + 100 * (1 - scale))
+    table = detect_spots_3d(np.stack(planes), pixel_size_um=PX)
+    assert len(table) == len(pts)
+    assert (table.copies == 1).all() and (table.n_planes >= 2).all()
+    with pytest.raises(ValueError, match="3-D"):
+        detect_spots_3d(planes[0], pixel_size_um=PX)

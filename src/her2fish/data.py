@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,9 @@ class Scenario:
         ASCO/CAP 2018 group (1-5) the field-level truth should fall in.
     description : str
         One line for humans.
+    subclone : (float, Scenario), optional
+        Genetic heterogeneity: this fraction of the nuclei (rounded, per stratum) draws its
+        counts from the second scenario instead; the expected values mix accordingly.
     """
 
     name: str
@@ -80,6 +83,7 @@ class Scenario:
     cluster_copies: tuple[int, int] = (3, 6)
     expected_group: int = 5
     description: str = ""
+    subclone: tuple[float, Scenario] | None = None
 
     def __post_init__(self) -> None:
         for label in ("cep17", "her2_singles", "her2_clusters"):
@@ -102,16 +106,34 @@ class Scenario:
             raise ValueError(f"Scenario {self.name!r}: every nucleus needs >= 1 CEP17 copy")
         if min(v for v, _ in self.her2_singles) + min(v for v, _ in self.her2_clusters) < 1:
             raise ValueError(f"Scenario {self.name!r}: every nucleus needs >= 1 HER2 copy")
+        if self.subclone is not None and not (
+            isinstance(self.subclone, tuple)
+            and len(self.subclone) == 2
+            and isinstance(self.subclone[1], Scenario)
+            and self.subclone[1].subclone is None
+            and 0.0 < float(self.subclone[0]) < 1.0
+        ):
+            raise ValueError(
+                f"Scenario {self.name!r}: subclone must be (fraction in (0, 1), Scenario "
+                f"without a subclone), got {self.subclone!r}"
+            )
+
+    def _mix(self, own: float, attr: str) -> float:
+        if self.subclone is None:
+            return own
+        frac, other = self.subclone
+        return (1 - frac) * own + frac * getattr(other, attr)
 
     @property
     def mean_cep17(self) -> float:
         """Expected CEP17 copies per nucleus."""
-        return _mean(self.cep17)
+        return self._mix(_mean(self.cep17), "mean_cep17")
 
     @property
     def mean_her2(self) -> float:
         """Expected HER2 copies per nucleus (the expected GCN)."""
-        return _mean(self.her2_singles) + _mean(self.her2_clusters) * sum(self.cluster_copies) / 2
+        own = _mean(self.her2_singles) + _mean(self.her2_clusters) * sum(self.cluster_copies) / 2
+        return self._mix(own, "mean_her2")
 
     @property
     def ratio(self) -> float:
@@ -120,19 +142,21 @@ class Scenario:
 
 
 _C2: Dist = ((1, 0.1), (2, 0.75), (3, 0.15))  # disomic CEP17, mean 2.05
+_NORMAL_HER2: Dist = ((1, 0.1), (2, 0.7), (3, 0.15), (4, 0.05))
+_AMPLIFIED_HER2: Dist = ((3, 0.2), (4, 0.3), (5, 0.3), (6, 0.2))
 #: Built-in scenarios. Expected GCN / ratio are >= 12 % from the group cut-offs (2.0; 4, 6, 20),
 #: except "equivocal", whose ratio is meant to sit in the 1.80-2.20 recount band.
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("non_amplified", _C2, ((1, 0.1), (2, 0.7), (3, 0.15), (4, 0.05)),
+        Scenario("non_amplified", _C2, _NORMAL_HER2,
                  expected_group=5, description="normal: HER2 ~2.15, CEP17 ~2.05, ratio ~1.05"),
         Scenario("polysomy", ((2, 0.1), (3, 0.55), (4, 0.3), (5, 0.05)),
                  ((3, 0.1), (4, 0.2), (5, 0.35), (6, 0.25), (7, 0.1)), expected_group=4,
                  description="increased CEP17: HER2 ~5.05, CEP17 ~3.3, ratio ~1.53"),
         Scenario("equivocal", ((1, 0.35), (2, 0.6), (3, 0.05)), ((2, 0.25), (3, 0.4), (4, 0.25), (5, 0.1)),
                  expected_group=5, description="ratio ~1.88 in the 1.80-2.20 band, HER2 ~3.2"),
-        Scenario("amplified", _C2, ((3, 0.2), (4, 0.3), (5, 0.3), (6, 0.2)), ((1, 0.5), (2, 0.5)),
+        Scenario("amplified", _C2, _AMPLIFIED_HER2, ((1, 0.5), (2, 0.5)),
                  (3, 6), expected_group=1, description="HER2 ~11.25 incl. clusters of 3-6, ratio ~5.5"),
         Scenario("highly_amplified", _C2, ((1, 0.3), (2, 0.5), (3, 0.2)), ((1, 0.15), (2, 0.55), (3, 0.3)),
                  (5, 18), expected_group=1, description="HER2 ~26.6, mostly clusters of 5-18, GCN >= 20"),
@@ -140,6 +164,13 @@ SCENARIOS: dict[str, Scenario] = {
                  expected_group=2, description="low CEP17: HER2 ~3.05, CEP17 ~1.3, ratio ~2.35"),
         Scenario("group3", ((3, 0.1), (4, 0.3), (5, 0.4), (6, 0.2)), ((6, 0.2), (7, 0.3), (8, 0.3), (9, 0.2)),
                  expected_group=3, description="co-gain: HER2 ~7.5, CEP17 ~4.7, ratio ~1.6"),
+        Scenario("low_amplified", _C2, ((2, 0.2), (3, 0.4), (4, 0.3), (5, 0.1)), ((0, 0.6), (1, 0.4)),
+                 (3, 5), expected_group=1, description="HER2 ~4.9 with a few small clusters of 3-5, ratio ~2.4"),
+        Scenario("very_highly_amplified", _C2, ((1, 0.3), (2, 0.5), (3, 0.2)), ((2, 0.3), (3, 0.5), (4, 0.2)),
+                 (8, 20), expected_group=1, description="HER2 ~42.5, mostly 2-4 clusters of 8-20 per cell"),
+        Scenario("heterogeneous", _C2, _NORMAL_HER2, expected_group=1,
+                 subclone=(0.3, Scenario("amplified_subclone", _C2, _AMPLIFIED_HER2, ((1, 0.5), (2, 0.5)))),
+                 description="30 % amplified cells (HER2 ~11.25) among normal ones: HER2 ~4.9, ratio ~2.4"),
     )
 }  # fmt: skip
 
@@ -536,6 +567,14 @@ def _quota(rng: np.random.Generator, dist: Dist, n: int) -> np.ndarray:
 
 def _draw_counts(rng: np.random.Generator, sc: Scenario, n: int) -> list[tuple[int, list[int]]]:
     """Per nucleus: CEP17 copies and the copies of each HER2 signal (clusters first, then singles)."""
+    if n == 0:
+        return []
+    if sc.subclone is not None:
+        frac, other = sc.subclone
+        n_sub = round(frac * n)
+        own = _draw_counts(rng, replace(sc, subclone=None), n - n_sub)
+        drawn = own + _draw_counts(rng, other, n_sub)
+        return [drawn[i] for i in rng.permutation(n)]
     cep, singles, n_clusters = (
         _quota(rng, d, n) for d in (sc.cep17, sc.her2_singles, sc.her2_clusters)
     )

@@ -16,6 +16,7 @@ from skimage.segmentation import expand_labels
 
 from . import io
 from .aggregation import assign_spots, cell_table
+from .clusters import debris_flags
 from .config import resolve_rules
 from .models import FishImage, PipelineConfig
 from .scoring import score_cells
@@ -39,6 +40,7 @@ SPOTS_OUTPUT_COLUMNS = (
     "capped",
     "area_px",
     "snr",
+    "debris",
 )
 
 #: Fewer isolated signals than this make the single-signal reference (and cluster estimates)
@@ -205,7 +207,13 @@ def score_image(
     t = time.perf_counter()
     notify("score")
     her2, cep17 = tables
-    cells = cell_table(nuclei, her2, cep17)
+    flags = debris_flags(
+        image.her2, image.cep17, her2, cep17, pixel_size_um=px, spot_diameter_um=sp.spot_diameter_um
+    )
+    for table, flag in zip(tables, flags, strict=True):
+        table["debris"] = flag
+        table.loc[flag, ["copies", "cluster"]] = [0, False]
+    cells = cell_table(nuclei, her2[~her2["debris"]], cep17[~cep17["debris"]])
     spots = pd.concat(tables, ignore_index=True)[list(SPOTS_OUTPUT_COLUMNS)]
     summary: dict[str, Any] = {"image": name}
     summary.update(score_cells(cells, rules=rules, n_bootstrap=config.n_bootstrap, seed=config.seed))
