@@ -6,7 +6,7 @@ schema of the CSV/Parquet outputs), exclusion reason codes and the parameter dat
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -93,7 +93,10 @@ REASONS: dict[str, str] = {
     "touches_border": "nucleus is cut by the image border",
     "too_small": "smaller than the minimum nuclear area for this pixel size (debris or fragment)",
     "too_large": "larger than the maximum nuclear area (likely several merged nuclei)",
+    "overlapping": "overlaps another nucleus (double layer of DAPI): signals cannot be assigned",
     "low_solidity": "irregular outline (likely overlapping or merged nuclei)",
+    "damaged": "damaged nucleus: fragmented, or very dim with holes",
+    "out_of_focus": "out of focus: edge and chromatin much blurrier than the field's nuclei",
     "empty": "no nuclear (DAPI) content above background",
     "no_her2_signal": "no HER2 signal: not scored (guideline rule N1)",
     "no_cep17_signal": "no CEP17 signal: not scored (guideline rule N1)",
@@ -161,16 +164,44 @@ def _check_positive(name: str, value: float, *, allow_none: bool = False) -> Non
 
 @dataclass(frozen=True)
 class SegmentationParams:
-    """Nuclear segmentation options (sizes in micrometres)."""
+    """Nuclear segmentation options (sizes in micrometres).
+
+    ``edge_level``: a nucleus' edge sits at this fraction of its own DAPI level (0 = one global
+    threshold). ``overlap_contrast``: a patch this many times a nucleus' single-layer level is a
+    double layer (overlapping nuclei). ``min_focus``: focus score below which a nucleus is
+    out of focus (0 = off). ``damage_fraction``: share of a nucleus in fragments that makes it
+    damaged.
+    """
 
     min_diameter_um: float = 4.0
     max_diameter_um: float = 20.0
     min_solidity: float = 0.90
     smoothing_um: float = 0.5
+    edge_level: float = 0.5
+    overlap_contrast: float = 1.4
+    min_focus: float = 0.4
+    damage_fraction: float = 0.15
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            _check_positive(f"segmentation.{f.name}", getattr(self, f.name))
+        for name in ("min_diameter_um", "max_diameter_um", "min_solidity", "smoothing_um",
+                     "overlap_contrast", "damage_fraction"):
+            _check_positive(f"segmentation.{name}", getattr(self, name))
+        for name in ("edge_level", "min_focus"):  # 0 switches these off
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"segmentation.{name} must be a number, got {type(value).__name__}")
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"segmentation.{name} must be >= 0, got {value!r}")
+        if self.edge_level > 1:
+            raise ValueError(f"segmentation.edge_level must be in [0, 1], got {self.edge_level}")
+        if self.overlap_contrast < 1:
+            raise ValueError(
+                f"segmentation.overlap_contrast must be >= 1, got {self.overlap_contrast}"
+            )
+        if self.damage_fraction > 1:
+            raise ValueError(
+                f"segmentation.damage_fraction must be in (0, 1], got {self.damage_fraction}"
+            )
         if self.min_diameter_um >= self.max_diameter_um:
             raise ValueError(
                 "segmentation.min_diameter_um must be smaller than segmentation.max_diameter_um, "

@@ -176,6 +176,10 @@ def score_image(
         max_diameter_um=seg.max_diameter_um,
         min_solidity=seg.min_solidity,
         smoothing_um=seg.smoothing_um,
+        edge_level=seg.edge_level,
+        overlap_contrast=seg.overlap_contrast,
+        min_focus=seg.min_focus,
+        damage_fraction=seg.damage_fraction,
     )
     timings["segment"] = time.perf_counter() - t
 
