@@ -60,3 +60,14 @@ def test_table_round_trip_csv_and_parquet(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "cells.parquet"), frame)
     with pytest.raises(ValueError, match="fmt"):
         write_table(frame, tmp_path / "x", fmt="xlsx")
+
+
+def test_atomic_write_uses_normal_file_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = write_json({"a": 1}, tmp_path / "perm.json")
+    finally:
+        os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == 0o644

@@ -1,0 +1,270 @@
+"""Figures and PDF pages of the sign-out report (matplotlib, imported lazily).
+
+Only :class:`matplotlib.figure.Figure` objects are used (no pyplot), so writing a report never
+changes the interactive backend of a running napari or notebook session.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import textwrap
+from typing import Any
+
+import numpy as np
+
+__all__ = ["require_matplotlib", "plots_figure", "gallery_figures", "composite", "to_svg", "to_png_b64",
+           "pdf_pages"]  # fmt: skip
+
+_A4 = (8.27, 11.69)
+_MARGIN = 0.6  # inches
+_EDIT_COLOUR = "#d95f02"
+
+
+def require_matplotlib() -> Any:
+    """Import matplotlib or explain how to install it."""
+    try:
+        import matplotlib
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("the report needs matplotlib: pip install 'her2fish[report]'") from exc
+    return matplotlib
+
+
+def _figure(size: tuple[float, float]) -> Any:
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size)
+
+
+def _scored(data: Any) -> Any:
+    cells = data.cells
+    return cells[cells["evaluable"].astype(bool)]
+
+
+def plots_figure(data: Any, *, vertical: bool = False) -> Any:
+    """Per-cell HER2 vs CEP17 scatter (ratio-2 line) and per-cell ratio histogram."""
+    fig = _figure(_A4 if vertical else (10, 4.2))
+    axes = fig.subplots(2, 1) if vertical else fig.subplots(1, 2)
+    if vertical:
+        fig.subplots_adjust(left=0.12, right=0.92, top=0.93, bottom=0.08, hspace=0.3)
+    else:
+        fig.subplots_adjust(left=0.07, right=0.98, top=0.88, bottom=0.13, wspace=0.25)
+    scored = _scored(data)
+    h, c = scored["her2_count"].to_numpy(float), scored["cep17_count"].to_numpy(float)
+    edited = scored["edited"].fillna(False).to_numpy(bool) if "edited" in scored else np.zeros(len(h), bool)
+    ax = axes[0]
+    if len(h):
+        pairs, counts = np.unique(np.c_[c, h, edited], axis=0, return_counts=True)
+        for flag, colour, label in ((0, "#1f77b4", "scored cell"), (1, _EDIT_COLOUR, "edited in review")):
+            sel = pairs[:, 2] == flag
+            if sel.any():
+                ax.scatter(pairs[sel, 0], pairs[sel, 1], s=18 + 14 * counts[sel], c=colour, alpha=0.7,
+                           edgecolors="white", linewidths=0.5, label=label)  # fmt: skip
+    top = max(float(h.max()) if len(h) else 4.0, 2 * (float(c.max()) if len(c) else 2.0)) + 1
+    right = (float(c.max()) if len(c) else 2.0) + 1
+    xs = np.array([0, right])
+    cut = data.rules.ratio_positive.value
+    ax.plot(xs, cut * xs, "--", color="#c00000", lw=1.2, label=f"ratio {cut:.1f}")
+    ratio = data.summary.get("her2_cep17_ratio")
+    if ratio is not None:
+        ax.plot(xs, ratio * xs, ":", color="#555", lw=1.2, label=f"ratio of totals {ratio:.2f}")
+    ax.set(xlim=(0, right), ylim=(0, top), xlabel="CEP17 copies per cell", ylabel="HER2 copies per cell",
+           title=f"Per-cell HER2 vs CEP17 (n = {len(h)}; marker size = cells)")  # fmt: skip
+    ax.legend(fontsize=8, loc="upper left")
+    ax = axes[1]
+    r = h[c > 0] / c[c > 0]
+    if r.size:
+        width = 0.25 if r.max() <= 12 else float(np.ceil(r.max() / 48 * 4) / 4)
+        ax.hist(r, bins=np.arange(0, r.max() + 2 * width, width), color="#1f77b4", alpha=0.8, edgecolor="white")
+    amp, het = data.rules.cell_ratio_amplified.value, data.rules.heterogeneity_cell_ratio.value
+    ax.axvline(amp, color="#c00000", ls="--", lw=1.2, label=f"ratio {amp:.1f}")
+    ax.axvline(het, color="#555", ls=":", lw=1.2, label=f"ratio {het:.1f}")
+    pct = data.summary.get("pct_cells_ratio_ge_2")
+    ax.set(xlabel="per-cell HER2/CEP17 ratio", ylabel="cells",
+           title="Per-cell ratio" + ("" if pct is None else f" ({pct:.1f} % of cells >= {amp:.1f})"))  # fmt: skip
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _normalise(plane: np.ndarray, lo_pct: float, hi_pct: float) -> np.ndarray:
+    sample = plane[::2, ::2].astype(np.float32)
+    lo, hi = np.percentile(sample, [lo_pct, hi_pct])
+    return np.clip((plane.astype(np.float32) - lo) / max(float(hi - lo), 1e-6), 0, 1)
+
+
+def composite(image: Any, labels: np.ndarray | None = None) -> np.ndarray:
+    """RGB composite of a FishImage: HER2 red, CEP17 green, DAPI blue.
+
+    Probe channels are stretched from the median inside the nuclei (``labels``; else the 80th
+    percentile of the field), so nuclear autofluorescence stays dark and signals stand out.
+    """
+    planes = []
+    for plane in (image.her2, image.cep17):
+        p = plane.astype(np.float32)
+        inside = p[labels > 0] if labels is not None and np.any(labels > 0) else None
+        lo = float(np.median(inside)) if inside is not None else float(np.percentile(p[::2, ::2], 80))
+        hi = max(float(np.percentile(p[::2, ::2], 99.95)), lo + 1e-6)
+        planes.append(np.clip((p - lo) / (hi - lo), 0, 1))
+    return np.stack([*planes, 0.6 * _normalise(image.dapi, 1, 99.5)], axis=-1)
+
+
+def _crop(rgb: np.ndarray, y: float, x: float, side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    half = side // 2
+    y0, x0 = int(round(y)) - half, int(round(x)) - half
+    out = np.zeros((side, side, 3), np.float32)
+    sy0, sx0 = max(y0, 0), max(x0, 0)
+    sy1, sx1 = min(y0 + side, rgb.shape[0]), min(x0 + side, rgb.shape[1])
+    out[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+    return out, (y0, x0)
+
+
+def gallery_figures(data: Any, *, columns: int = 6, rows: int = 8) -> list[Any]:
+    """A4 pages of composite crops of the scored nuclei (at most ``data.max_gallery``).
+
+    Each page is one mosaic image (one axes) with the labels drawn as text: much faster to
+    render than one axes per nucleus.
+    """
+    if data.image is None or data.max_gallery == 0:
+        return []
+    from skimage.segmentation import find_boundaries
+
+    scored = _scored(data).sort_values("cell_id").head(data.max_gallery)
+    if not len(scored):
+        return []
+    px = float(data.image.pixel_size_um)
+    side = int(np.clip(1.25 * 2 * math.sqrt(float(scored["area_um2"].max()) / math.pi) / px, 48, 400))
+    gap, band = max(2, side // 20), max(8, side // 6)  # between tiles; label band above a tile
+    rgb = composite(data.image, data.labels)
+    total = int(_scored(data).shape[0])
+    shown = f"{len(scored)} of {total}" if len(scored) < total else f"all {total}"
+    per_page = columns * rows
+    figs = []
+    for start in range(0, len(scored), per_page):
+        chunk = scored.iloc[start:start + per_page]
+        n_rows = min(rows, -(-len(chunk) // columns))
+        mosaic = np.ones((n_rows * (side + band + gap), columns * (side + gap), 3), np.float32)
+        fig = _figure(_A4)
+        ax = fig.add_axes((0.04, 0.04, 0.92, 0.89))
+        labels = []
+        for k, row in enumerate(chunk.itertuples()):
+            crop, _ = _crop(rgb, row.y, row.x, side)
+            if data.labels is not None:
+                lab, _ = _crop(data.labels[..., None].astype(np.float32), row.y, row.x, side)
+                edge = find_boundaries(lab[..., 0] == row.cell_id, mode="inner")
+                crop[edge] = 0.5 * crop[edge] + 0.5
+            r, c = divmod(k, columns)
+            y0, x0 = r * (side + band + gap) + band, c * (side + gap)
+            mosaic[y0:y0 + side, x0:x0 + side] = crop
+            flag = getattr(row, "edited", False)
+            edited = isinstance(flag, (bool, np.bool_)) and bool(flag)
+            text = f"#{row.cell_id}  H{row.her2_count} / C{row.cep17_count}" + (" *" if edited else "")
+            labels.append((x0 + side / 2, y0 - band / 2, text, edited))
+        ax.imshow(mosaic, interpolation="nearest")
+        ax.set_axis_off()
+        for x, y, text, edited in labels:
+            ax.text(x, y, text, ha="center", va="center", fontsize=6.5,
+                    color=_EDIT_COLOUR if edited else "black")  # fmt: skip
+        fig.suptitle(f"Scored nuclei of {data.name} ({shown}): DAPI blue, HER2 red, CEP17 green.\n"
+                     "H / C = HER2 / CEP17 copies counted; * = edited in review", fontsize=8.5)  # fmt: skip
+        figs.append(fig)
+    return figs
+
+
+def to_svg(fig: Any) -> str:
+    """Inline SVG text of a figure (for HTML)."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def to_png_b64(fig: Any, dpi: int = 110) -> str:
+    """Base64 PNG of a figure (for HTML)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class _Pager:
+    """Lays text out top-down on A4 figures, starting a new page when one is full."""
+
+    def __init__(self) -> None:
+        self.figs: list[Any] = []
+        self._new()
+
+    def _new(self) -> None:
+        self.fig = _figure(_A4)
+        self.figs.append(self.fig)
+        self.y = _A4[1] - _MARGIN
+
+    def text(self, s: str, *, x: float = _MARGIN, size: float = 9, gap: float = 1.45, **kw: Any) -> None:
+        h = size * gap / 72
+        if self.y - h < _MARGIN + 0.2:
+            self._new()
+        self.fig.text(x / _A4[0], self.y / _A4[1], s, fontsize=size, va="top", **kw)
+        self.y -= h
+
+    def kv(self, label: str, value: str) -> None:
+        lines = textwrap.wrap(value, 72) or [""]
+        self.text(label, size=9, color="#555", gap=0)
+        for line in lines:
+            self.text(line, x=3.1, size=9)
+
+    def table(self, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+        width = 112
+        cols = [list(map(str, col)) for col in zip(header, *rows, strict=True)]
+        widths = [min(max(len(v) for v in col), 34) for col in cols]
+        widths[-1] = max(12, width - sum(widths[:-1]) - 2 * (len(widths) - 1))
+        for k, row in enumerate([header, *rows]):
+            cells = [str(v) if len(str(v)) <= w else str(v)[: w - 1] + "…" for v, w in zip(row[:-1], widths, strict=False)]
+            last = textwrap.wrap(str(row[-1]), widths[-1]) or [""]
+            pad = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False))
+            for j, piece in enumerate(last):
+                prefix = pad if j == 0 else " " * len(pad)
+                self.text((prefix + "  " if cells else "") + piece, size=7, gap=1.35, family="monospace",
+                          weight="bold" if k == 0 else "normal")  # fmt: skip
+
+    def section(self, sec: Any) -> None:
+        self.y -= 0.08
+        self.text(sec.title, size=11.5, weight="bold", gap=1.7)
+        if sec.kind == "kv":
+            for label, value in sec.rows:
+                self.kv(str(label), str(value))
+        elif sec.kind == "table":
+            self.table(sec.header, sec.rows)
+        else:
+            for line in sec.rows:
+                for piece in textwrap.wrap(str(line), 105) or [""]:
+                    self.text(piece, size=8.5)
+
+
+def pdf_pages(data: Any, sections: list[Any], path: Any) -> None:
+    """Write the report PDF: text, plots, gallery, then the audit log and parameters."""
+    require_matplotlib()
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from .report_text import DISCLAIMER
+
+    front = _Pager()
+    front.text("HER2/CEP17 dual-probe FISH: sign-out report", size=16, weight="bold", gap=1.6)
+    front.text(f"{data.case_id + '  ·  ' if data.case_id else ''}{data.name}", size=11, gap=1.6)
+    for piece in textwrap.wrap(DISCLAIMER, 100):
+        front.text(piece, size=8.5, color="#a00000")
+    for sec in sections:
+        if sec.part == "front":
+            front.section(sec)
+    back = _Pager()
+    for sec in sections:
+        if sec.part == "back":
+            back.section(sec)
+    figs = front.figs + [plots_figure(data, vertical=True)] + gallery_figures(data) + back.figs
+    reviewer = (data.signoff or {}).get("reviewer") or ""
+    meta = {"Title": f"HER2 FISH report {data.name}", "Author": reviewer,
+            "Subject": f"case {data.case_id}", "Creator": f"her2fish {data.software_version}"}  # fmt: skip
+    with PdfPages(path, metadata=meta) as pdf:
+        for i, fig in enumerate(figs, 1):
+            fig.text(0.5, 0.015, f"her2fish {data.software_version}  ·  {data.name}  ·  page {i} of {len(figs)}",
+                     ha="center", fontsize=7, color="#777")  # fmt: skip
+            pdf.savefig(fig)
