@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/her2fish score sample_images --out results
+	$(BIN)/her2fish score sample_images --out results --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -140,7 +141,9 @@ def test_usage_errors(tmp_path, capsys, argv, code, message):
 
 
 @pytest.mark.parametrize("argv", [["score"], ["score", "x"], ["score", "x", "--out", "o", "--pixel-size", "-1"],
-                                  ["score", "x", "--out", "o", "--workers", "0"]])
+                                  ["score", "x", "--out", "o", "--workers", "0"],
+                                  ["score", "x", "--out", "o", "--resume", "--overwrite"],
+                                  ["score", "x", "--out", "o", "--dask", " "]])
 def test_argparse_rejects_bad_arguments(argv):
     with pytest.raises(SystemExit) as exc:
         get_arg_parser().parse_args(argv)
@@ -150,3 +153,14 @@ def test_argparse_rejects_bad_arguments(argv):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "score" in capsys.readouterr().out
+
+
+def test_batch_options_in_help():
+    parser = get_arg_parser()
+    args = parser.parse_args(["score", "x", "--out", "o", "--dask-scheduler", "tcp://h:8786", "--resume"])
+    assert args.dask == "tcp://h:8786" and args.resume and not args.overwrite
+    assert parser.parse_args(["score", "x", "--out", "o", "--dask", "local"]).dask == "local"
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    text = sub.choices["score"].format_help()
+    for option in ("--resume", "--overwrite", "--dask ADDRESS, --dask-scheduler ADDRESS", "--workers"):
+        assert option in text

@@ -1,14 +1,21 @@
-"""Score many images: find inputs, run them (optionally in parallel), write the output folder."""
+"""Score many images: find the inputs, score them (in parallel or on Dask), keep every result.
+
+A batch is incremental and resumable. Each image's result is saved in the output folder as
+soon as it is scored (part files, then one fsynced journal line; see
+:mod:`her2fish.batch_store`), and the final tables are assembled from the saved results at
+the end, followed by run.json. A batch that stops for any reason (``kill -9``, power loss,
+disk full) is continued with ``resume=True`` (``--resume``): images already scored from the
+same input file (SHA-256) with the same parameters are not scored again, and every image ends
+up exactly once in the tables. A lock file keeps a second batch out of the same folder.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
-import platform
-import sys
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,40 +23,51 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__
-from .config import resolve_rules
-from .export import (
-    cells_frame,
-    error_row,
-    images_frame,
-    images_row,
-    spots_frame,
-    write_json,
-    write_table,
+from .batch_exec import ImageJob, dask_client, require_dask, run_jobs, show
+from .batch_lock import OutputLock, OutputLockedError
+from .batch_store import (
+    BatchError,
+    OutputFolder,
+    file_sha256,
+    fingerprint,
+    parameter_differences,
+    parameter_set,
+    pause_point,
+    run_record,
 )
+from .config import resolve_rules
+from .export import write_json
 from .io import SUPPORTED_SUFFIXES
-from .models import CELLS_COLUMNS, SCHEMA_VERSION, SPOTS_COLUMNS, PipelineConfig
+from .journal import JOURNAL_NAME
+from .models import PipelineConfig
 
-__all__ = ["find_images", "run_batch", "BatchResult", "ImageJob"]
+__all__ = [
+    "BatchError",
+    "BatchResult",
+    "ImageJob",
+    "OutputLockedError",
+    "find_images",
+    "run_batch",
+]
 
-
-@dataclass(frozen=True)
-class ImageJob:
-    """One input: the name used in the tables and the file path."""
-
-    name: str
-    path: Path
+log = logging.getLogger("her2fish.batch")
+image_log = logging.getLogger("her2fish.batch.image")
 
 
 @dataclass
 class BatchResult:
-    """Tables of a batch run and where they were written."""
+    """Tables of a batch run and where they were written.
+
+    ``n_resumed`` counts the images whose results were taken from an earlier run into the
+    same folder instead of being scored again.
+    """
 
     images: pd.DataFrame
     cells: pd.DataFrame
     spots: pd.DataFrame
     out_dir: Path
     files: dict[str, Path]
+    n_resumed: int = 0
 
     @property
     def n_failed(self) -> int:
@@ -61,16 +79,17 @@ def _is_supported(path: Path) -> bool:
     return path.suffix.lower() in SUPPORTED_SUFFIXES and not path.name.startswith(".")
 
 
-def find_images(inputs: Sequence[str | os.PathLike]) -> list[ImageJob]:
+def find_images(inputs: Sequence[str | os.PathLike | ImageJob]) -> list[ImageJob]:
     """Expand files and folders into a sorted, de-duplicated list of image jobs.
 
     Folders are searched recursively (symlinked folders are not followed, so a link loop
     cannot hang the search; hidden files and folders are skipped). Images found in a folder
     are named by their path relative to it, so equal file names in different sub-folders stay
     distinct. A path that does not exist is kept as a job, so that it is reported as an error
-    row instead of vanishing.
+    row instead of vanishing. An :class:`ImageJob` is taken as given (a name of your choice,
+    e.g. a case ID, for one file).
     """
-    if isinstance(inputs, (str, os.PathLike)):
+    if isinstance(inputs, (str, os.PathLike, ImageJob)):
         inputs = [inputs]
     jobs: list[ImageJob] = []
     seen: set[str] = set()
@@ -81,6 +100,9 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> list[ImageJob]:
         if key in seen:
             return
         seen.add(key)
+        # A file name that is not valid UTF-8 (e.g. Latin-1 bytes) cannot go into UTF-8
+        # tables: name it with U+FFFD in their place; the path keeps the real bytes.
+        name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         unique, k = name, 2
         while unique in names:
             unique, k = f"{name}#{k}", k + 1
@@ -88,6 +110,11 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> list[ImageJob]:
         jobs.append(ImageJob(unique, path))
 
     for item in inputs:
+        if isinstance(item, ImageJob):
+            if not isinstance(item.name, str) or not item.name:
+                raise ValueError(f"an ImageJob needs a non-empty name, got {item.name!r}")
+            add(item.name, Path(item.path))
+            continue
         root = Path(item)
         if root.is_dir():
             found: list[Path] = []
@@ -101,61 +128,95 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> list[ImageJob]:
     return jobs
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _reason(exc: OSError) -> str:
+    if exc.strerror and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    return str(exc) or type(exc).__name__
 
 
-def _score_job(
-    job: ImageJob, channels: Any, pixel_size_um: float | None, config: PipelineConfig
-) -> dict[str, Any]:
-    """Score one image; never raises for a bad image (the error becomes the result)."""
-    import warnings
+def _previous(
+    folder: OutputFolder, params: dict[str, Any], fp: str, *, resume: bool, overwrite: bool
+) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """Check the folder's earlier results against the mode; return the latest entry per image.
 
-    from .pipeline import score_image
-
-    start = time.perf_counter()
-    record: dict[str, Any] = {"name": job.name, "path": str(job.path)}
-    try:
-        record["size_bytes"] = job.path.stat().st_size
-        record["sha256"] = _sha256(job.path)
-    except OSError:
-        record["size_bytes"] = None
-        record["sha256"] = None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result = score_image(
-                job.path, channels=channels, pixel_size_um=pixel_size_um, config=config, name=job.name
+    Also returns when the run being resumed first started.
+    """
+    found = folder.existing()
+    if overwrite:
+        if found:
+            log.info("--overwrite: removing the results of an earlier run: %s", ", ".join(found))
+        folder.clear()
+        return {}, None
+    if not resume:
+        if found:
+            raise BatchError(
+                f"{folder.path} already holds her2fish results ({', '.join(found)}). Run again "
+                "with --resume to continue or extend that run, with --overwrite to replace it, "
+                "or choose another --out."
             )
-        except MemoryError:
-            record["row"] = error_row(job.name, "out of memory while scoring this image")
-        except Exception as exc:  # noqa: BLE001 - one bad image must not stop the batch
-            message = str(exc) or type(exc).__name__
-            record["row"] = error_row(job.name, f"{type(exc).__name__}: {message}")
-        else:
-            seconds = time.perf_counter() - start
-            record["row"] = images_row(result.summary, seconds=seconds)
-            record["cells"] = cells_frame(job.name, result.cells)
-            record["spots"] = spots_frame(job.name, result.spots)
-            record["timings"] = result.timings
-    record["warnings"] = sorted({str(w.message) for w in caught})
-    record["seconds"] = time.perf_counter() - start
-    return record
+        return {}, None
+    if not folder.journal.exists():
+        if found:
+            raise BatchError(
+                f"cannot resume in {folder.path}: it has results ({', '.join(found)}) but no "
+                f"{JOURNAL_NAME} (written by an older her2fish, or deleted). Use --overwrite to "
+                "score everything again, or choose another --out."
+            )
+        log.info("nothing to resume in %s; starting a new run", folder.path)
+        return {}, None
+    try:
+        entries, problems = folder.journal.read()
+    except ValueError as exc:
+        raise BatchError(str(exc)) from exc
+    for problem in problems:
+        log.warning("%s", problem)
+    starts = [e for e in entries if e.get("event") == "start"]
+    if starts and starts[0].get("params") != fp:
+        diffs = parameter_differences(starts[0].get("parameters") or {}, params)
+        raise BatchError(
+            f"cannot resume in {folder.path} with different parameters:\n  "
+            + "\n  ".join(diffs[:12] or ["(the parameter set changed)"])
+            + "\nResume with the options of the first run, use --overwrite to score everything "
+            "again with the new ones, or choose another --out."
+        )
+    latest = {
+        e["image"]: e
+        for e in entries
+        if e.get("event") == "image" and e.get("params") == fp and isinstance(e.get("image"), str)
+    }
+    return latest, (starts[0].get("started_utc") if starts else None)
 
 
-def _concat(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame(columns=list(columns))
-    return pd.concat(frames, ignore_index=True)
+def _unchanged(job: ImageJob, entry: Mapping[str, Any], folder: OutputFolder) -> bool:
+    """An earlier result can be kept: scored, same input bytes, part files intact."""
+    if entry.get("status") != "ok" or not entry.get("sha256"):
+        return False  # failed images are tried again
+    try:
+        same = file_sha256(job.path) == entry["sha256"]
+    except OSError:
+        return False
+    if same and not folder.parts_ok(entry):
+        log.warning("the saved result of %s is damaged or missing; scoring it again", show(job.name))
+        return False
+    return same
+
+
+def _log_image(record: Mapping[str, Any], entry: Mapping[str, Any]) -> None:
+    name, row = show(record["name"]), record["row"]
+    for message in record.get("warnings") or []:
+        image_log.warning("%s: %s", name, message)
+    if row["status"] != "ok":
+        image_log.error("failed %s: %s", name, row["error"])
+        return
+    spots = (entry.get("parts") or {}).get("spots", {}).get("rows", 0)
+    image_log.info(
+        "done %s: %s nuclei, %s cells scored, %s signals, %.2f s",
+        name, row.get("n_nuclei"), row.get("n_cells_scored"), spots, record.get("seconds", 0.0),
+    )
 
 
 def run_batch(
-    inputs: Sequence[str | os.PathLike],
+    inputs: Sequence[str | os.PathLike | ImageJob],
     *,
     out_dir: str | os.PathLike,
     channels: Any = None,
@@ -163,35 +224,70 @@ def run_batch(
     config: PipelineConfig | None = None,
     workers: int = 1,
     fmt: str = "csv",
+    resume: bool = False,
+    overwrite: bool = False,
+    dask: Any = None,
     on_result: Callable[[dict[str, Any], int, int], None] | None = None,
     command: str | None = None,
 ) -> BatchResult:
-    """Score every image in ``inputs`` and write images/cells/spots tables and run.json.
+    """Score every image in ``inputs``; write images/cells/spots tables and run.json.
 
     Parameters
     ----------
-    inputs : sequence of path
+    inputs : sequence of path or ImageJob
         Files and/or folders (see :func:`find_images`).
     out_dir : path
-        Output folder (created if needed).
+        Output folder (created if needed). It must not hold results of another run unless
+        ``resume`` or ``overwrite`` is given.
     channels, pixel_size_um : optional
         Passed to :func:`her2fish.pipeline.score_image` for every image.
     config : PipelineConfig, optional
         Analysis options.
     workers : int
-        Number of worker processes (1 = run in this process).
+        Worker processes (1 = run in this process); with ``dask="local"``, local Dask workers.
     fmt : {"csv", "parquet"}
         Table format.
+    resume : bool
+        Continue or extend the run already in ``out_dir``: keep the results of images scored
+        from the same file bytes with the same parameters; score the others (failed images
+        are tried again). Refused if the parameters differ.
+    overwrite : bool
+        Delete the results of an earlier run in ``out_dir`` first (the log is kept).
+    dask : str or distributed.Client, optional
+        Score on Dask: ``"local"``, a scheduler address, or a client (needs ``her2fish[dask]``).
     on_result : callable, optional
-        Called as ``on_result(record, done, total)`` after each image (progress display).
+        Called as ``on_result(record, done, total)`` after each image scored in this call.
     command : str, optional
-        Command line recorded in run.json.
+        Command line recorded in run.json, the journal and the lock file.
+
+    Returns
+    -------
+    BatchResult
+
+    Raises
+    ------
+    ValueError
+        Bad arguments, or no images found.
+    BatchError
+        The output folder is in use by another batch (:class:`OutputLockedError`), holds
+        results and neither ``resume`` nor ``overwrite`` was given, cannot be resumed with
+        these parameters, or cannot be written (disk full, no permission). Every image
+        finished before the error is saved and is kept by a later ``resume=True``.
     """
     config = PipelineConfig() if config is None else config
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: choose one")
+    if fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ValueError(
+                "Parquet output needs pyarrow: pip install 'her2fish[parquet]' or use --format csv"
+            ) from exc
     rules = resolve_rules(config)
     jobs = find_images(inputs)
     if not jobs:
@@ -199,86 +295,128 @@ def run_batch(
             f"no images found in {', '.join(map(str, inputs))} "
             f"(looked for files ending in {', '.join(SUPPORTED_SUFFIXES)})"
         )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    # A run.json from an earlier run must not vouch for tables this run is about to replace.
-    (out / "run.json").unlink(missing_ok=True)
-    started = datetime.now(timezone.utc)
-    records: dict[str, dict[str, Any]] = {}
-    total = len(jobs)
-    if workers == 1 or total == 1:
+    folder = OutputFolder(out_dir, fmt)
+    params = parameter_set(config, channels=channels, pixel_size_um=pixel_size_um, fmt=fmt)
+    if dask is not None:
+        require_dask()
+    with ExitStack() as stack:
+        try:
+            folder.path.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(OutputLock(folder.path, command=command))
+        except OSError as exc:
+            raise BatchError(f"cannot write to the output folder {folder.path}: {_reason(exc)}") from exc
+        stack.callback(folder.journal.close)
+        client = stack.enter_context(dask_client(dask, workers)) if dask is not None else None
+        n_resumed, entries, started = _prepare_and_score(
+            folder, jobs, params, resume=resume, overwrite=overwrite, command=command,
+            on_result=on_result, channels=channels, pixel_size_um=pixel_size_um,
+            config=config, workers=workers, dask=client,
+        )
+        try:
+            images, cells, spots = folder.assemble(entries)
+            run = run_record(
+                entries, images, command=command, started_utc=started, n_resumed=n_resumed,
+                rule_set={"name": rules.name, "rules": rules.table().to_dict(orient="records")},
+                parameters={
+                    **config.to_dict(), "channels": params["channels"],
+                    "pixel_size_um_override": pixel_size_um, "workers": workers,
+                    "dask_scheduler": None if client is None else str(client.scheduler.address),
+                    "format": fmt,
+                },
+            )
+            pause_point("run-json")
+            write_json(run, folder.run_json)
+        except OSError as exc:
+            raise BatchError(
+                f"could not write the tables in {folder.path}: {_reason(exc)}. Every image result "
+                "is saved: fix the problem and run again with --resume to write them."
+            ) from exc
+        try:
+            folder.journal.append({"event": "complete", "finished_utc": run["finished_utc"],
+                                   "n_images": run["n_images"], "n_failed": run["n_failed"]})
+            folder.prune_parts(_latest_entries(folder))
+        except (OSError, ValueError) as exc:  # the run is complete; only tidying up failed
+            log.warning("could not tidy up %s after the run: %s", folder.path, exc)
+        log.info("finished: %d image(s), %d failed", run["n_images"], run["n_failed"])
+    files = {k: folder.table(k) for k in ("images", "cells", "spots")}
+    files.update(run=folder.run_json, journal=folder.journal.path)
+    return BatchResult(images=images, cells=cells, spots=spots, out_dir=folder.path,
+                       files=files, n_resumed=n_resumed)
+
+
+def _latest_entries(folder: OutputFolder) -> list[dict[str, Any]]:
+    """The newest journal entry of every image (those of other inputs included)."""
+    entries, _ = folder.journal.read()
+    return list({e["image"]: e for e in entries if e.get("event") == "image"}.values())
+
+
+def _prepare_and_score(
+    folder: OutputFolder,
+    jobs: list[ImageJob],
+    params: dict[str, Any],
+    *,
+    resume: bool,
+    overwrite: bool,
+    command: str | None,
+    on_result: Callable[[dict[str, Any], int, int], None] | None,
+    **options: Any,
+) -> tuple[int, list[dict[str, Any]], str]:
+    """With the lock held: check the folder, keep what can be kept, score the rest.
+
+    Returns the number of images kept from earlier runs, the journal entries of all images
+    in input order, and when the run first started.
+    """
+    fp = fingerprint(params)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    done: dict[str, dict[str, Any]] = {}
+    try:
+        previous, first_start = _previous(folder, params, fp, resume=resume, overwrite=overwrite)
+        if folder.remove_temp_files():
+            log.warning("removed temporary files left by an interrupted run in %s", folder.path)
+        folder.run_json.unlink(missing_ok=True)  # never vouch for tables about to be replaced
+        folder.create()
+        todo = []
         for job in jobs:
-            records[job.name] = _score_job(job, channels, pixel_size_um, config)
-            if on_result:
-                on_result(records[job.name], len(records), total)
+            entry = previous.get(job.name)
+            if entry and _unchanged(job, entry, folder):
+                done[job.name] = entry
+            else:
+                todo.append(job)
+        folder.journal.append({
+            "event": "start", "params": fp, "parameters": params, "resume": resume,
+            "pid": os.getpid(), "host": socket.gethostname(), "started_utc": started,
+            "command": command, "n_images": len(jobs), "n_finished_before": len(done),
+        })
+    except OSError as exc:
+        raise BatchError(f"cannot write to the output folder {folder.path}: {_reason(exc)}") from exc
+    n_resumed = len(done)
+    if resume:
+        log.info(
+            "resuming in %s: %d of %d image(s) finished earlier, %d to score",
+            folder.path, n_resumed, len(jobs), len(todo),
+        )
+        unused = len(set(previous) - {job.name for job in jobs})
+        if unused:
+            log.info("%d image(s) of the earlier run are not among the inputs: left out", unused)
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, total)) as pool:
-            futures = [pool.submit(_score_job, j, channels, pixel_size_um, config) for j in jobs]
-            for future in as_completed(futures):
-                record = future.result()
-                records[record["name"]] = record
-                if on_result:
-                    on_result(record, len(records), total)
-    ordered = [records[j.name] for j in jobs]
-
-    images = images_frame(r["row"] for r in ordered)
-    cells = _concat([r["cells"] for r in ordered if "cells" in r], CELLS_COLUMNS)
-    spots = _concat([r["spots"] for r in ordered if "spots" in r], SPOTS_COLUMNS)
-    ext = "parquet" if fmt == "parquet" else "csv"
-    files = {
-        "images": out / f"images.{ext}",
-        "cells": out / f"cells.{ext}",
-        "spots": out / f"spots.{ext}",
-        "run": out / "run.json",
-    }
-    # Tables first, run.json last: a run.json with "complete": true means the tables are whole.
-    for key in ("images", "cells", "spots"):
-        write_table({"images": images, "cells": cells, "spots": spots}[key], files[key], fmt=fmt)
-    import numpy
-    import scipy
-    import skimage
-    import tifffile
-
-    run = {
-        "software": "her2fish",
-        "version": __version__,
-        "schema_version": SCHEMA_VERSION,
-        "complete": True,
-        "command": command,
-        "started_utc": started.isoformat(timespec="seconds"),
-        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "parameters": {
-            **config.to_dict(),
-            "channels": channels if not isinstance(channels, dict) else dict(channels),
-            "pixel_size_um_override": pixel_size_um,
-            "workers": workers,
-            "format": fmt,
-        },
-        "rule_set": {"name": rules.name, "rules": rules.table().to_dict(orient="records")},
-        "environment": {
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "numpy": numpy.__version__,
-            "scipy": scipy.__version__,
-            "scikit-image": skimage.__version__,
-            "tifffile": tifffile.__version__,
-            "pandas": pd.__version__,
-        },
-        "n_images": total,
-        "n_failed": int((images["status"] == "error").sum()),
-        "inputs": [
-            {
-                "image": r["name"],
-                "path": r["path"],
-                "size_bytes": r.get("size_bytes"),
-                "sha256": r.get("sha256"),
-                "status": r["row"]["status"],
-                "warnings": r["warnings"],
-                "seconds": round(r["seconds"], 3),
-                "timings": {k: round(v, 4) for k, v in r.get("timings", {}).items()},
-            }
-            for r in ordered
-        ],
-    }
-    write_json(run, files["run"])
-    return BatchResult(images=images, cells=cells, spots=spots, out_dir=out, files=files)
+        log.info("scoring %d image(s) into %s", len(jobs), folder.path)
+    pause_point("image:0")
+    results = run_jobs(todo, **options)
+    try:
+        for n, record in enumerate(results, 1):
+            try:
+                entry = folder.save(record, fp)
+            except OSError as exc:
+                raise BatchError(
+                    f"could not save the result of {show(record['name'])} in {folder.path}: "
+                    f"{_reason(exc)}. The {len(done)} image(s) finished before it are saved: fix "
+                    "the problem and run again with --resume."
+                ) from exc
+            done[record["name"]] = entry
+            _log_image(record, entry)
+            if on_result:
+                on_result(record, n, len(todo))
+            pause_point(f"image:{n}")
+    finally:
+        results.close()
+    return n_resumed, [done[j.name] for j in jobs], first_start or started

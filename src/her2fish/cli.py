@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import pandas as pd
@@ -76,10 +78,44 @@ def get_arg_parser() -> argparse.ArgumentParser:
         help="guideline rule set (default: from --config, else asco_cap_2018)",
     )
     run = score.add_argument_group("run")
-    run.add_argument("--workers", type=_positive_int, default=1, help="parallel worker processes")
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="parallel worker processes (with --dask local: local Dask workers)",
+    )
+    run.add_argument(
+        "--dask",
+        "--dask-scheduler",
+        dest="dask",
+        metavar="ADDRESS",
+        type=_non_empty,
+        help="score on a dask.distributed cluster, one task per image: a scheduler address "
+        "(tcp://host:8786) or 'local' for a local cluster (needs her2fish[dask])",
+    )
     run.add_argument("--format", choices=("csv", "parquet"), default="csv", help="table format")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted or earlier run in --out: images already scored from the "
+        "same file with the same parameters are kept, the others are scored",
+    )
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of an earlier run in --out (without --resume or --overwrite, "
+        "a folder that holds results is refused)",
+    )
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary table")
     return parser
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a scheduler address or 'local'")
+    return text.strip()
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -143,6 +179,54 @@ class _Progress:
         self.stream.flush()
 
 
+class _LogFile(logging.FileHandler):
+    """The run's log file; a log line that cannot be written never stops the batch."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            super().emit(record)
+        except OSError:  # e.g. the folder does not exist (yet) or is not writable
+            pass
+
+    def handleError(self, record: logging.LogRecord) -> None:  # logging API name
+        pass
+
+
+class _ConsoleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        return f"her2fish: {level}{record.getMessage()}"
+
+
+def _start_logging(out: str, *, quiet: bool) -> Callable[[], None]:
+    """Log to DIR/her2fish.log (everything) and stderr (run-level lines); returns the undo."""
+    from .batch_store import LOG_NAME
+
+    logger = logging.getLogger("her2fish")
+    to_file = _LogFile(Path(out) / LOG_NAME, encoding="utf-8", delay=True)
+    to_file.setFormatter(
+        logging.Formatter("%(asctime)s [pid %(process)d] %(levelname)s %(message)s")
+    )
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    console.setFormatter(_ConsoleFormatter())
+    console.addFilter(
+        lambda r: not r.name.startswith("her2fish.batch.image") and getattr(r, "console", True)
+    )
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(to_file)
+    logger.addHandler(console)
+
+    def stop() -> None:
+        logger.removeHandler(to_file)
+        logger.removeHandler(console)
+        logger.setLevel(old_level)
+        to_file.close()
+
+    return stop
+
+
 def _run_score(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .batch import run_batch
     from .config import load_config
@@ -157,28 +241,48 @@ def _run_score(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
         channels = parse_channel_map(args.channels)
     progress = _Progress(sys.stderr, enabled=not args.quiet)
-    result = run_batch(
-        args.inputs,
-        out_dir=args.out,
-        channels=channels,
-        pixel_size_um=args.pixel_size,
-        config=config,
-        workers=args.workers,
-        fmt=args.format,
-        on_result=progress,
-        command=shlex.join(["her2fish", *argv]),
-    )
+    stop_logging = _start_logging(args.out, quiet=args.quiet)
+    try:
+        result = run_batch(
+            args.inputs,
+            out_dir=args.out,
+            channels=channels,
+            pixel_size_um=args.pixel_size,
+            config=config,
+            workers=args.workers,
+            fmt=args.format,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            dask=args.dask,
+            on_result=progress,
+            command=shlex.join(["her2fish", *argv]),
+        )
+    except Exception as exc:
+        # For the log file; main() prints it on stderr.
+        logging.getLogger("her2fish.batch").error("%s", exc, extra={"console": False})
+        raise
+    finally:
+        stop_logging()
     if not args.quiet:
         print(format_summary_table(result.images))
         n_ok = len(result.images) - result.n_failed
-        print(f"\n{n_ok} image(s) scored, {result.n_failed} failed; results in {result.out_dir}")
+        kept = f" ({result.n_resumed} kept from earlier runs)" if result.n_resumed else ""
+        print(f"\n{n_ok} image(s) scored, {result.n_failed} failed{kept}; results in {result.out_dir}")
     for rec in result.images[result.images["status"] == "error"].to_dict(orient="records"):
         print(f"her2fish: error: {rec['image']}: {rec['error']}", file=sys.stderr)
     return 1 if result.n_failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 some image failed, 2 usage error)."""
+    """Run the CLI; returns the exit code.
+
+    0: every image scored; 1: at least one image failed (the tables are complete, with an
+    error row for it); 2: no complete result: usage error, no images, output folder in use or
+    holding another run's results, resume with other parameters, output not writable or disk
+    full (images finished before are saved for --resume); 130: interrupted (Ctrl-C).
+    """
+    from .batch_store import BatchError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = get_arg_parser()
     args = parser.parse_args(argv)
@@ -187,9 +291,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return _run_score(args, argv)
-    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
+    except (BatchError, ValueError, TypeError, FileNotFoundError, OSError) as exc:
         print(f"her2fish: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("her2fish: interrupted; no run.json was written for this run", file=sys.stderr)
+        print(
+            "\nher2fish: interrupted; no run.json was written. The images finished so far are "
+            "saved: run the same command with --resume to continue.",
+            file=sys.stderr,
+        )
         return 130

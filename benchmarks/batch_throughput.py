@@ -1,0 +1,89 @@
+"""Batch throughput: images per second with 1, 2, ... worker processes (and optionally Dask).
+
+Usage::
+
+    python benchmarks/batch_throughput.py [--copies N] [--sample PATH] [--workers 1 2] [--dask]
+
+Copies one sample image N times (default 12 copies of sample_images/04_amplified.ome.tif) into
+a temporary folder and scores the folder with ``her2fish.batch.run_batch`` once per worker
+count, each into a fresh output folder, timing the whole call (worker start-up, scoring,
+saving each result, assembling the tables). Prints a table: workers, seconds, images/s,
+speed-up over the first row, and the machine (CPU count, load average before the run).
+With ``--dask`` a LocalCluster run with the largest worker count is added.
+
+The issue's target is a speed-up of at least 1.8 with 2 workers on a 2-core machine. Other
+load on the machine lowers it: the load average is printed so the numbers can be judged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from her2fish.batch import run_batch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load() -> str:
+    try:
+        return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:  # pragma: no cover - not available everywhere
+        return "n/a"
+
+
+def _time_run(inputs: Path, out: Path, **options) -> float:
+    start = time.perf_counter()
+    result = run_batch([inputs], out_dir=out, **options)
+    seconds = time.perf_counter() - start
+    if result.n_failed:
+        raise SystemExit(f"{result.n_failed} image(s) failed in {out}; see {out / 'run.json'}")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=12, help="number of copies (default: 12)")
+    parser.add_argument(
+        "--sample", type=Path, default=ROOT / "sample_images" / "04_amplified.ome.tif",
+        help="image to copy (default: %(default)s)",
+    )
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="worker counts to time (default: 1 2)")
+    parser.add_argument("--dask", action="store_true", help="also time --dask local")
+    args = parser.parse_args(argv)
+    if args.copies < 1 or min(args.workers) < 1:
+        parser.error("--copies and --workers must be >= 1")
+
+    with tempfile.TemporaryDirectory(prefix="her2fish-bench-") as tmp:
+        inputs = Path(tmp) / "in"
+        inputs.mkdir()
+        for i in range(args.copies):
+            shutil.copy(args.sample, inputs / f"copy_{i:03d}.ome.tif")
+        print(f"{args.copies} copies of {args.sample.name}; {os.cpu_count()} CPUs; "
+              f"load average before: {_load()}; Python {sys.version.split()[0]}")
+        rows = []
+        for workers in args.workers:
+            seconds = _time_run(inputs, Path(tmp) / f"out_w{workers}", workers=workers)
+            rows.append((f"processes, workers={workers}", seconds))
+        if args.dask:
+            workers = max(args.workers)
+            seconds = _time_run(inputs, Path(tmp) / "out_dask", workers=workers, dask="local")
+            rows.append((f"dask local, workers={workers}", seconds))
+        print(f"load average after: {_load()}\n")
+        base = rows[0][1]
+        print(f"{'run':<26} | {'seconds':>8} | {'images/s':>8} | {'speed-up':>8}")
+        print(f"{'-' * 26}-|-{'-' * 8}-|-{'-' * 8}-|-{'-' * 8}")
+        for name, seconds in rows:
+            print(f"{name:<26} | {seconds:8.2f} | {args.copies / seconds:8.2f} | {base / seconds:8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""Run image jobs in this process, in worker processes, or on a Dask cluster.
+
+Every runner yields one record per image as soon as it is scored, in completion order; the
+caller (:func:`her2fish.batch.run_batch`) persists each record before asking for the next, so
+whatever happens later, finished images are kept. Workers never write to the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .batch_store import BatchError, file_sha256
+from .export import cells_frame, error_row, images_row, spots_frame
+from .models import PipelineConfig
+
+__all__ = ["ImageJob", "dask_client", "require_dask", "run_jobs", "score_job", "show"]
+
+#: Fault injection for tests: a worker process scoring the image of this name dies at once.
+CRASH_ENV = "HER2FISH_TEST_CRASH_IMAGE"
+log = logging.getLogger("her2fish.batch")
+image_log = logging.getLogger("her2fish.batch.image")
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One input: the name used in the tables and the file path."""
+
+    name: str
+    path: Path
+
+
+def show(name: str) -> str:
+    """An image name quoted for a log line (newlines and control characters escaped)."""
+    return json.dumps(name, ensure_ascii=False)
+
+
+def _input_facts(path: Path) -> dict[str, Any]:
+    try:
+        return {"size_bytes": path.stat().st_size, "sha256": file_sha256(path)}
+    except OSError:
+        return {"size_bytes": None, "sha256": None}
+
+
+def score_job(
+    job: ImageJob, channels: Any, pixel_size_um: float | None, config: PipelineConfig
+) -> dict[str, Any]:
+    """Score one image; never raises for a bad image (the error becomes the result).
+
+    Returns
+    -------
+    dict
+        ``name``, ``path``, ``size_bytes``, ``sha256`` (of the input file), ``row`` (the
+        images.csv row), ``cells`` and ``spots`` (tables, when scored), ``warnings``,
+        ``seconds`` and ``timings``.
+    """
+    from .pipeline import score_image
+
+    if os.environ.get(CRASH_ENV) == job.name and multiprocessing.parent_process() is not None:
+        os._exit(70)
+    start = time.perf_counter()
+    record: dict[str, Any] = {"name": job.name, "path": str(job.path), **_input_facts(job.path)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = score_image(
+                job.path, channels=channels, pixel_size_um=pixel_size_um, config=config, name=job.name
+            )
+        except MemoryError:
+            record["row"] = error_row(job.name, "out of memory while scoring this image")
+        except Exception as exc:  # noqa: BLE001 - one bad image must not stop the batch
+            message = str(exc) or type(exc).__name__
+            record["row"] = error_row(job.name, f"{type(exc).__name__}: {message}")
+        else:
+            seconds = time.perf_counter() - start
+            record["row"] = images_row(result.summary, seconds=seconds)
+            record["cells"] = cells_frame(job.name, result.cells)
+            record["spots"] = spots_frame(job.name, result.spots)
+            record["timings"] = result.timings
+    record["warnings"] = sorted({str(w.message) for w in caught})
+    record["seconds"] = time.perf_counter() - start
+    return record
+
+
+def failed_record(job: ImageJob, message: str) -> dict[str, Any]:
+    """The record of an image whose scoring process or task died."""
+    return {
+        "name": job.name,
+        "path": str(job.path),
+        **_input_facts(job.path),
+        "row": error_row(job.name, message),
+        "warnings": [],
+        "seconds": 0.0,
+    }
+
+
+def _parent_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _init_worker(parent_pid: int) -> None:
+    """Worker set-up: leave Ctrl-C to the parent; exit if the parent dies.
+
+    A pool worker blocks forever on its task queue when the parent is killed (``kill -9``),
+    and keeps the forkserver alive; a watchdog thread ends it within half a second instead.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while not _parent_gone(parent_pid):
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="her2fish-parent-watch", daemon=True).start()
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    # forkserver/spawn, never fork: a forked worker would inherit the output-folder lock.
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["her2fish.batch_exec", "her2fish.pipeline"])
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+    )
+
+
+def _stop_pool(pool: ProcessPoolExecutor, *, finished: bool) -> None:
+    if finished:
+        pool.shutdown(wait=True)
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # gone after shutdown
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.terminate()  # an interrupted batch should stop now, not after the images in flight
+
+
+def _run_pool(jobs: Sequence[ImageJob], args: tuple, workers: int) -> Iterator[dict[str, Any]]:
+    order = {job.name: i for i, job in enumerate(jobs)}
+    queue = deque(jobs)
+    suspects: deque[ImageJob] = deque()  # in flight when a worker died: rerun one at a time
+    running: dict[Future, ImageJob] = {}
+    alone = False  # the pool is scoring one suspect by itself
+    pool = _new_pool(workers)
+    finished = False
+    try:
+        while queue or suspects or running:
+            if suspects and not running:
+                job, alone = suspects.popleft(), True
+                image_log.info("start %s again, alone", show(job.name))
+                running[pool.submit(score_job, job, *args)] = job
+            elif not suspects:
+                alone = False
+                while queue and len(running) < 2 * workers:
+                    job = queue.popleft()
+                    image_log.info("start %s", show(job.name))
+                    running[pool.submit(score_job, job, *args)] = job
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            broken: list[ImageJob] = []
+            for future in sorted(done, key=lambda f: order[running[f].name]):
+                job = running.pop(future)
+                try:
+                    record = future.result()
+                except BrokenProcessPool:
+                    broken.append(job)
+                    continue
+                yield record
+            if not broken:
+                continue
+            broken += list(running.values())
+            running.clear()
+            _stop_pool(pool, finished=False)
+            pool = _new_pool(workers)
+            if alone:
+                log.error("the worker process scoring %s died", show(broken[0].name))
+                yield failed_record(
+                    broken[0],
+                    "the worker process scoring this image died, also when scoring it alone "
+                    "(killed for lack of memory, or a crash in a library)",
+                )
+            else:
+                log.warning(
+                    "a worker process died; re-running the %d image(s) it may have been "
+                    "scoring one at a time", len(broken),
+                )
+                suspects.extend(sorted(broken, key=lambda j: order[j.name]))
+        finished = True
+    finally:
+        _stop_pool(pool, finished=finished)
+
+
+#: How long to wait for a Dask scheduler to answer.
+DASK_CONNECT_TIMEOUT = "10s"
+
+
+def require_dask() -> None:
+    """Raise a clear error naming the extra to install if dask.distributed is missing."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise BatchError(
+            "running on Dask needs dask.distributed: pip install 'her2fish[dask]'"
+        ) from exc
+
+
+@contextmanager
+def dask_client(dask: Any, workers: int = 1) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``dask``; clusters and clients made here are closed after.
+
+    Parameters
+    ----------
+    dask : str or distributed.Client
+        ``"local"`` (a LocalCluster of ``workers`` single-threaded worker processes), a
+        scheduler address such as ``"tcp://10.0.0.5:8786"``, or a client (used as is).
+    workers : int
+        Worker processes of a local cluster.
+
+    Raises
+    ------
+    BatchError
+        If dask.distributed is not installed or the scheduler cannot be reached.
+    """
+    require_dask()
+    from distributed import Client, LocalCluster
+
+    if not isinstance(dask, str):
+        yield dask  # made by the caller, who also closes it
+        return
+    if dask == "local":
+        with LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster, Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = Client(dask, timeout=DASK_CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        raise BatchError(f"cannot connect to the Dask scheduler at {dask}: {exc}") from exc
+    with client:
+        yield client
+
+
+def _run_dask(jobs: Sequence[ImageJob], args: tuple, client: Any) -> Iterator[dict[str, Any]]:
+    from distributed import as_completed
+
+    futures: dict[Any, ImageJob] = {}
+    try:
+        for job in jobs:
+            futures[client.submit(score_job, job, *args, pure=False)] = job
+        if jobs:
+            log.info("submitted %d image(s) to the Dask scheduler %s", len(jobs), client.scheduler.address)
+        for future in as_completed(list(futures)):
+            job = futures.pop(future)
+            try:
+                record = future.result()
+            except Exception as exc:  # noqa: BLE001 - a lost task is one failed image
+                record = failed_record(job, f"the Dask task failed: {type(exc).__name__}: {exc}")
+            future.release()
+            yield record
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+def run_jobs(
+    jobs: Sequence[ImageJob],
+    *,
+    channels: Any,
+    pixel_size_um: float | None,
+    config: PipelineConfig,
+    workers: int = 1,
+    dask: Any = None,
+) -> Iterator[dict[str, Any]]:
+    """Score ``jobs`` and yield one record per image (see :func:`score_job`) as each finishes.
+
+    Parameters
+    ----------
+    jobs : sequence of ImageJob
+        The images to score.
+    channels, pixel_size_um, config
+        Passed to :func:`her2fish.pipeline.score_image`.
+    workers : int
+        Worker processes (1 = this process); not used with ``dask``.
+    dask : distributed.Client, optional
+        Score on this Dask cluster (see :func:`dask_client`), one task per image. Workers
+        must be able to import her2fish and to read the input paths.
+    """
+    jobs = list(jobs)
+    args = (channels, pixel_size_um, config)
+    if dask is not None:
+        yield from _run_dask(jobs, args, dask)
+    elif workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            image_log.info("start %s", show(job.name))
+            yield score_job(job, *args)
+    else:
+        yield from _run_pool(jobs, args, workers)

@@ -1,0 +1,42 @@
+"""Worker processes: the same results as one process, and a worker that dies is one failed image."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+
+from her2fish.batch import run_batch
+from her2fish.batch_exec import CRASH_ENV
+
+from .test_batch import assert_whole, read_tables, small  # noqa: F401 - fixture
+
+
+def test_two_workers_give_identical_tables(small, tmp_path):  # noqa: F811
+    names = sorted(p.name for p in small.glob("*.tif"))
+    run_batch([small], out_dir=tmp_path / "one")
+    run_batch([small], out_dir=tmp_path / "two", workers=2)
+    for kind in ("cells", "spots"):
+        assert (tmp_path / "one" / f"{kind}.csv").read_bytes() == (tmp_path / "two" / f"{kind}.csv").read_bytes()
+    one, two = read_tables(tmp_path / "one")[0], read_tables(tmp_path / "two")[0]
+    pd.testing.assert_frame_equal(one.drop(columns="seconds"), two.drop(columns="seconds"))
+    assert_whole(tmp_path / "two", names)
+
+
+def test_a_worker_that_dies_fails_only_its_image(small, tmp_path):  # noqa: F811
+    names = sorted(p.name for p in small.glob("*.tif"))
+    out = tmp_path / "o"
+    env = {**os.environ, CRASH_ENV: names[1]}  # the worker scoring it calls os._exit
+    proc = subprocess.run(
+        [sys.executable, "-m", "her2fish", "score", str(small), "--out", str(out), "--workers", "2", "-q"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    images = read_tables(out)[0]
+    assert list(images.image) == names
+    assert list(images.status) == ["ok", "error", "ok", "ok"]
+    assert "worker process scoring this image died" in images.error[1]
+    assert "a worker process died" in proc.stderr
+    assert_whole(out, names)
