@@ -26,6 +26,7 @@ import pandas as pd
 from .batch_exec import ImageJob, dask_client, require_dask, run_jobs, show
 from .batch_lock import OutputLock, OutputLockedError
 from .batch_store import (
+    EXPORTS_DIR,
     BatchError,
     OutputFolder,
     file_sha256,
@@ -35,8 +36,10 @@ from .batch_store import (
     pause_point,
     run_record,
 )
+from .cases import CaseInfo, case_from_name, score_cases
 from .config import resolve_rules
 from .export import write_json
+from .interop import EXPORTS, IMAGE_EXPORTS
 from .io import SUPPORTED_SUFFIXES
 from .journal import JOURNAL_NAME
 from .models import PipelineConfig
@@ -116,10 +119,14 @@ def find_images(inputs: Sequence[str | os.PathLike | ImageJob]) -> list[ImageJob
             add(item.name, Path(item.path))
             continue
         root = Path(item)
-        if root.is_dir():
+        if root.is_dir() and root.suffix.lower() != ".zarr":
             found: list[Path] = []
             for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                # An OME-Zarr image is a folder: take it as one image, do not descend.
+                zarr = [d for d in dirnames if d.lower().endswith(".zarr")]
+                dirnames[:] = [d for d in dirnames if d not in zarr]
+                found.extend(Path(dirpath) / d for d in zarr)
                 found.extend(Path(dirpath) / f for f in filenames if _is_supported(Path(f)))
             for path in sorted(found, key=lambda p: p.relative_to(root).as_posix()):
                 add(path.relative_to(root).as_posix(), path)
@@ -229,6 +236,8 @@ def run_batch(
     dask: Any = None,
     on_result: Callable[[dict[str, Any], int, int], None] | None = None,
     command: str | None = None,
+    samples: Mapping[Path, CaseInfo] | None = None,
+    exports: Sequence[str] = (),
 ) -> BatchResult:
     """Score every image in ``inputs``; write images/cells/spots tables and run.json.
 
@@ -259,6 +268,13 @@ def run_batch(
         Called as ``on_result(record, done, total)`` after each image scored in this call.
     command : str, optional
         Command line recorded in run.json, the journal and the lock file.
+    samples : mapping, optional
+        Image path -> :class:`her2fish.cases.CaseInfo` from a sample sheet
+        (:func:`her2fish.cases.read_sample_sheet`). Images not in it (or all, without it) are
+        grouped into cases by sub-folder (see :mod:`her2fish.cases`).
+    exports : sequence of str
+        Extra outputs in ``out_dir/exports``: per image ``geojson``, ``labels``, ``points``,
+        ``lims``; ``xlsx`` writes one Excel summary of the images and cases.
 
     Returns
     -------
@@ -289,6 +305,10 @@ def run_batch(
                 "Parquet output needs pyarrow: pip install 'her2fish[parquet]' or use --format csv"
             ) from exc
     rules = resolve_rules(config)
+    exports = tuple(dict.fromkeys(exports))
+    unknown = sorted(set(exports) - set(EXPORTS))
+    if unknown:
+        raise ValueError(f"unknown export(s) {unknown}; choose from {', '.join(EXPORTS)}")
     jobs = find_images(inputs)
     if not jobs:
         raise ValueError(
@@ -297,6 +317,8 @@ def run_batch(
         )
     folder = OutputFolder(out_dir, fmt)
     params = parameter_set(config, channels=channels, pixel_size_um=pixel_size_um, fmt=fmt)
+    params["exports"] = sorted(exports)
+    case_of = _case_map(jobs, samples)
     if dask is not None:
         require_dask()
     with ExitStack() as stack:
@@ -311,9 +333,13 @@ def run_batch(
             folder, jobs, params, resume=resume, overwrite=overwrite, command=command,
             on_result=on_result, channels=channels, pixel_size_um=pixel_size_um,
             config=config, workers=workers, dask=client,
+            exports=tuple(e for e in exports if e in IMAGE_EXPORTS),
+            export_dir=str(folder.path / EXPORTS_DIR) if exports else None,
         )
         try:
-            images, cells, spots = folder.assemble(entries)
+            images, cells, spots = folder.assemble(
+                entries, finish=lambda tables: _add_cases(tables, case_of, config, folder, exports)
+            )
             run = run_record(
                 entries, images, command=command, started_utc=started, n_resumed=n_resumed,
                 rule_set={"name": rules.name, "rules": rules.table().to_dict(orient="records")},
@@ -338,10 +364,45 @@ def run_batch(
         except (OSError, ValueError) as exc:  # the run is complete; only tidying up failed
             log.warning("could not tidy up %s after the run: %s", folder.path, exc)
         log.info("finished: %d image(s), %d failed", run["n_images"], run["n_failed"])
-    files = {k: folder.table(k) for k in ("images", "cells", "spots")}
+    files = {k: folder.table(k) for k in ("images", "cells", "spots", "cases", "case_fields")}
     files.update(run=folder.run_json, journal=folder.journal.path)
     return BatchResult(images=images, cells=cells, spots=spots, out_dir=folder.path,
                        files=files, n_resumed=n_resumed)
+
+
+def _case_map(jobs: Sequence[ImageJob], samples: Mapping[Path, CaseInfo] | None) -> dict[str, CaseInfo]:
+    """Image name -> case, from the sample sheet where it lists the image."""
+    if not samples:
+        return {}
+    by_path = {Path(p).resolve(): info for p, info in samples.items()}
+    out = {}
+    for job in jobs:
+        info = by_path.get(Path(job.path).resolve())
+        if info is not None:
+            out[job.name] = info
+    return out
+
+
+def _add_cases(
+    tables: dict[str, pd.DataFrame],
+    case_of: Mapping[str, CaseInfo],
+    config: PipelineConfig,
+    folder: OutputFolder,
+    exports: Sequence[str],
+) -> dict[str, pd.DataFrame]:
+    """Pool images into cases; add ``case_id`` to the tables; return the case tables."""
+    images, cells, spots = tables["images"], tables["cells"], tables["spots"]
+    cases, fields = score_cases(images, cells, case_of, n_bootstrap=config.n_bootstrap,
+                                seed=config.seed)
+    case_id = {name: (case_of.get(name) or CaseInfo(case_from_name(name))).case_id
+               for name in images["image"]}
+    for frame in (images, cells, spots):
+        frame["case_id"] = frame["image"].map(case_id) if len(frame) else pd.Series(dtype=object)
+    if "xlsx" in exports:
+        from .interop import write_excel_summary
+
+        write_excel_summary(images, folder.path / EXPORTS_DIR / "summary.xlsx", cases=cases)
+    return {"cases": cases, "case_fields": fields}
 
 
 def _latest_entries(folder: OutputFolder) -> list[dict[str, Any]]:

@@ -57,7 +57,12 @@ def _input_facts(path: Path) -> dict[str, Any]:
 
 
 def score_job(
-    job: ImageJob, channels: Any, pixel_size_um: float | None, config: PipelineConfig
+    job: ImageJob,
+    channels: Any,
+    pixel_size_um: float | None,
+    config: PipelineConfig,
+    exports: tuple[str, ...] = (),
+    export_dir: str | None = None,
 ) -> dict[str, Any]:
     """Score one image; never raises for a bad image (the error becomes the result).
 
@@ -91,6 +96,15 @@ def score_job(
             record["cells"] = cells_frame(job.name, result.cells)
             record["spots"] = spots_frame(job.name, result.spots)
             record["timings"] = result.timings
+            if exports and export_dir:
+                from .interop import write_image_exports
+
+                try:
+                    record["exports"] = write_image_exports(result, export_dir, exports)
+                except OSError as exc:
+                    record = {k: v for k, v in record.items() if k not in ("cells", "spots")}
+                    record["row"] = error_row(
+                        job.name, f"scored, but the exports could not be written: {exc}")
     record["warnings"] = sorted({str(w.message) for w in caught})
     record["seconds"] = time.perf_counter() - start
     return record
@@ -290,6 +304,8 @@ def run_jobs(
     config: PipelineConfig,
     workers: int = 1,
     dask: Any = None,
+    exports: tuple[str, ...] = (),
+    export_dir: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Score ``jobs`` and yield one record per image (see :func:`score_job`) as each finishes.
 
@@ -304,9 +320,11 @@ def run_jobs(
     dask : distributed.Client, optional
         Score on this Dask cluster (see :func:`dask_client`), one task per image. Workers
         must be able to import her2fish and to read the input paths.
+    exports, export_dir : optional
+        Per-image exports (see :func:`her2fish.interop.write_image_exports`) and their folder.
     """
     jobs = list(jobs)
-    args = (channels, pixel_size_um, config)
+    args = (channels, pixel_size_um, config, tuple(exports), export_dir)
     if dask is not None:
         yield from _run_dask(jobs, args, dask)
     elif workers == 1 or len(jobs) <= 1:

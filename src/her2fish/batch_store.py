@@ -23,9 +23,10 @@ import json
 import os
 import platform
 import re
+import shutil
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,10 @@ __all__ = [
 PARTS_DIR = ".her2fish-parts"
 LOG_NAME = "her2fish.log"
 TABLES = ("images", "cells", "spots")
+#: Tables derived from those at the end of a run (cases pooled from the images).
+CASE_TABLES = ("cases", "case_fields")
+#: Folder of per-image exports (``--export``) and the run's Excel summary.
+EXPORTS_DIR = "exports"
 _PART_RE = re.compile(r"^[0-9a-f]{32}\.(cells|spots)\.(csv|parquet)$")
 _TMP_RE = re.compile(r"^\.(images|cells|spots)\.(csv|parquet)\..+\.tmp$|^\.run\.json\..+\.tmp$")
 
@@ -235,7 +240,8 @@ class OutputFolder:
 
     def existing(self) -> list[str]:
         """Names of results of an earlier run found in the folder."""
-        names = [f"{k}.{e}" for k in TABLES for e in ("csv", "parquet")] + ["run.json", JOURNAL_NAME]
+        names = [f"{k}.{e}" for k in TABLES + CASE_TABLES for e in ("csv", "parquet")]
+        names += ["run.json", JOURNAL_NAME]
         found = [n for n in names if (self.path / n).exists()]
         if self.parts.is_dir() and any(_PART_RE.match(p.name) for p in self.parts.iterdir()):
             found.append(PARTS_DIR + "/")
@@ -248,9 +254,12 @@ class OutputFolder:
         this leaves a folder that ``--resume`` or ``--overwrite`` can still take up.
         """
         self.run_json.unlink(missing_ok=True)
-        for kind in TABLES:
+        for kind in TABLES + CASE_TABLES:
             for ext in ("csv", "parquet"):
                 self.table(kind, ext).unlink(missing_ok=True)
+        exports = self.path / EXPORTS_DIR
+        if exports.is_dir():
+            shutil.rmtree(exports)
         if self.parts.is_dir():
             for p in self.parts.iterdir():
                 if _PART_RE.match(p.name) or (p.name.startswith(".") and p.name.endswith(".tmp")):
@@ -356,11 +365,17 @@ class OutputFolder:
             raise BatchError(f"{path} has {len(frame)} rows, the journal says {part['rows']}")
         return frame
 
-    def assemble(self, entries: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, ...]:
+    def assemble(
+        self,
+        entries: Iterable[Mapping[str, Any]],
+        *,
+        finish: Callable[[dict[str, pd.DataFrame]], dict[str, pd.DataFrame]] | None = None,
+    ) -> tuple[pd.DataFrame, ...]:
         """Build and write the final images, cells and spots tables from journal entries.
 
-        Tables are written one by one, each atomically; run.json (written by the caller
-        afterwards) is what vouches for the set.
+        ``finish`` may add columns to the three tables and return further tables (e.g. cases)
+        to write beside them. Tables are written one by one, each atomically; run.json
+        (written by the caller afterwards) is what vouches for the set.
         """
         entries = list(entries)
         images = images_frame(e["row"] for e in entries)
@@ -372,10 +387,13 @@ class OutputFolder:
             for kind, columns in (("cells", CELLS_COLUMNS), ("spots", SPOTS_COLUMNS))
         }
         tables = {"images": images, **frames}
+        extra = finish(tables) if finish is not None else {}
         for kind in TABLES:
             write_table(tables[kind], self.table(kind), fmt=self.fmt)
             pause_point(f"table:{kind}")
-        return images, frames["cells"], frames["spots"]
+        for kind, frame in extra.items():
+            write_table(frame, self.table(kind), fmt=self.fmt)
+        return tables["images"], tables["cells"], tables["spots"]
 
     def prune_parts(self, keep: Iterable[Mapping[str, Any]]) -> int:
         """Delete part files no journal entry in ``keep`` refers to; returns how many."""

@@ -36,6 +36,8 @@ __all__ = [
     "more_cells_needed",
     "score_case",
     "score_cases",
+    "COHORT_COLUMNS",
+    "build_cohort",
 ]
 
 #: Tissue type -> rule set used for the case.
@@ -313,3 +315,54 @@ def score_cases(
     fields_df = pd.concat(fields, ignore_index=True) if fields else pd.DataFrame()
     return cases, fields_df
 
+
+
+#: Columns of the cohort table (one row per case), for R/pandas.
+COHORT_COLUMNS = (
+    "result_dir", "case_id", "slide_id", "tissue", "ihc", "n_images", "n_cells_scored",
+    "gcn", "gcn_ci_low", "gcn_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high",
+    "mean_cep17", "pct_cells_ratio_ge_2", "asco_cap_2018_group", "final_status",
+    "gcn_ge_20", "hcr_gt_5", "s1613_ratio_gt_2", "heracles_amplified", "gastric_call",
+    "more_nuclei_needed", "flags",
+)  # fmt: skip
+
+_COHORT_SOURCE = {
+    "gcn": "mean_her2_per_cell", "gcn_ci_low": "mean_her2_ci_low",
+    "gcn_ci_high": "mean_her2_ci_high", "ratio": "her2_cep17_ratio",
+    "mean_cep17": "mean_cep17_per_cell", "hcr_gt_5": "s1613_hcr_gt_5",
+}
+
+
+def build_cohort(result_dirs: list[str | os.PathLike]) -> pd.DataFrame:
+    """One tidy table of every case in one or more ``her2fish score`` output folders.
+
+    Reads each folder's cases table (cases.csv or cases.parquet); only folders whose run.json
+    says the run is complete are accepted. A case id found in two folders is an error (pool
+    the images in one run instead).
+    """
+    frames = []
+    for item in result_dirs:
+        folder = Path(item)
+        run = folder / "run.json"
+        if not run.is_file():
+            raise ValueError(f"{folder} is not a finished her2fish run (no run.json)")
+        import json
+
+        if not json.loads(run.read_text(encoding="utf-8")).get("complete"):
+            raise ValueError(f"{folder}: run.json does not say the run is complete")
+        if (folder / "cases.parquet").is_file():
+            cases = pd.read_parquet(folder / "cases.parquet")
+        elif (folder / "cases.csv").is_file():
+            cases = pd.read_csv(folder / "cases.csv", keep_default_na=False, na_values=[""],
+                                dtype={"case_id": str, "slide_id": str, "ihc": str})
+        else:
+            raise ValueError(f"{folder} has no cases table (made by her2fish 0.1 or later)")
+        out = pd.DataFrame({"result_dir": str(folder)}, index=cases.index)
+        for column in COHORT_COLUMNS[1:]:
+            out[column] = cases[_COHORT_SOURCE.get(column, column)]
+        frames.append(out)
+    cohort = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COHORT_COLUMNS)
+    dup = cohort["case_id"][cohort["case_id"].duplicated()]
+    if len(dup):
+        raise ValueError(f"case id(s) {sorted(set(dup))} appear in more than one result folder")
+    return cohort[list(COHORT_COLUMNS)]

@@ -55,7 +55,10 @@ def get_arg_parser() -> argparse.ArgumentParser:
         ".tif/.tiff files) and write images, cells and spots tables plus run.json to --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    score.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    score.add_argument(
+        "inputs", nargs="*", metavar="INPUT",
+        help="image files and/or folders (may be omitted with --samples)",
+    )
     score.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
     image = score.add_argument_group("image")
     image.add_argument(
@@ -69,6 +72,13 @@ def get_arg_parser() -> argparse.ArgumentParser:
         metavar="MAP",
         help="channel map when the file's channel names do not say which is which, e.g. "
         "dapi=0,her2=1,cep17=2 (indices, channel names, or red/green/blue for RGB)",
+    )
+    image.add_argument(
+        "--samples",
+        metavar="FILE",
+        help="sample sheet (CSV/TSV with columns image, case_id[, slide_id, tissue, ihc]) that "
+        "groups images into cases; its images are scored (default grouping: one case per "
+        "sub-folder of an input folder)",
     )
     analysis = score.add_argument_group("analysis")
     analysis.add_argument("--config", metavar="FILE.toml", help="analysis options (TOML)")
@@ -95,6 +105,15 @@ def get_arg_parser() -> argparse.ArgumentParser:
         "(tcp://host:8786) or 'local' for a local cluster (needs her2fish[dask])",
     )
     run.add_argument("--format", choices=("csv", "parquet"), default="csv", help="table format")
+    run.add_argument(
+        "--export",
+        metavar="LIST",
+        type=_export_list,
+        default=(),
+        help="extra outputs in DIR/exports, comma-separated: geojson (QuPath nuclei and "
+        "signals), labels (label OME-TIFF), points (napari points CSV, px and um), lims (JSON "
+        "result per image), xlsx (Excel summary of images and cases)",
+    )
     again = run.add_mutually_exclusive_group()
     again.add_argument(
         "--resume",
@@ -109,7 +128,33 @@ def get_arg_parser() -> argparse.ArgumentParser:
         "a folder that holds results is refused)",
     )
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary table")
+    sub.add_parser(
+        "report",
+        help="sign-out report (PDF/HTML) of a review session or a result folder; "
+        "see 'her2fish report --help'",
+        add_help=False,
+    )
+    cohort = sub.add_parser(
+        "cohort",
+        help="one tidy table of the cases of one or more result folders (for R/pandas)",
+        description="Join the cases of finished 'her2fish score' runs into one table: case, "
+        "continuous GCN, ratio, mean CEP17, % cells ratio >= 2, CIs and calls.",
+    )
+    cohort.add_argument("results", nargs="+", metavar="RESULT_DIR", help="her2fish score output folders")
+    cohort.add_argument("--out", "-o", required=True, metavar="FILE", help="cohort table (.csv or .parquet)")
     return parser
+
+
+def _export_list(text: str) -> tuple[str, ...]:
+    from .interop import EXPORTS
+
+    items = tuple(dict.fromkeys(t.strip().lower() for t in text.split(",") if t.strip()))
+    bad = [t for t in items if t not in EXPORTS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(
+            f"unknown export {', '.join(bad) or text!r}; choose from {', '.join(EXPORTS)}"
+        )
+    return items
 
 
 def _non_empty(text: str) -> str:
@@ -240,11 +285,20 @@ def _run_score(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from .io import parse_channel_map
 
         channels = parse_channel_map(args.channels)
+    samples = None
+    inputs = list(args.inputs)
+    if args.samples:
+        from .cases import read_sample_sheet
+
+        samples = read_sample_sheet(args.samples)  # every problem reported before scoring
+        inputs += [p for p in samples if p not in inputs]
+    if not inputs:
+        raise ValueError("give images or folders to score, or a sample sheet with --samples")
     progress = _Progress(sys.stderr, enabled=not args.quiet)
     stop_logging = _start_logging(args.out, quiet=args.quiet)
     try:
         result = run_batch(
-            args.inputs,
+            inputs,
             out_dir=args.out,
             channels=channels,
             pixel_size_um=args.pixel_size,
@@ -256,6 +310,8 @@ def _run_score(args: argparse.Namespace, argv: Sequence[str]) -> int:
             dask=args.dask,
             on_result=progress,
             command=shlex.join(["her2fish", *argv]),
+            samples=samples,
+            exports=args.export,
         )
     except Exception as exc:
         # For the log file; main() prints it on stderr.
@@ -273,6 +329,17 @@ def _run_score(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 1 if result.n_failed else 0
 
 
+def _run_cohort(args: argparse.Namespace) -> int:
+    from .cases import build_cohort
+    from .export import write_table
+
+    cohort = build_cohort(args.results)
+    fmt = "parquet" if str(args.out).lower().endswith(".parquet") else "csv"
+    path = write_table(cohort, args.out, fmt=fmt)
+    print(f"{len(cohort)} case(s) from {len(args.results)} run(s) written to {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code.
 
@@ -284,12 +351,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .batch_store import BatchError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "report":
+        from .report import report_main
+
+        return report_main(argv[1:])
     parser = get_arg_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     try:
+        if args.command == "cohort":
+            return _run_cohort(args)
         return _run_score(args, argv)
     except (BatchError, ValueError, TypeError, FileNotFoundError, OSError) as exc:
         print(f"her2fish: error: {exc}", file=sys.stderr)

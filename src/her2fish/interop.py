@@ -39,6 +39,10 @@ __all__ = [
     "lims_result",
     "write_lims_json",
     "write_excel_summary",
+    "IMAGE_EXPORTS",
+    "EXPORTS",
+    "export_stem",
+    "write_image_exports",
 ]
 
 #: Version of the LIMS JSON document produced by :func:`lims_result`.
@@ -297,10 +301,13 @@ def write_lims_json(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
     return write_json(result, path)
 
 
-def write_excel_summary(images: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write the per-image summary as an Excel workbook (needs ``openpyxl``).
+def write_excel_summary(
+    images: pd.DataFrame, path: str | os.PathLike, *, cases: pd.DataFrame | None = None
+) -> Path:
+    """Write the per-image summary (and the cases, if given) as an Excel workbook.
 
-    Numbers are kept unrounded in the cells; the sheet formats them with 2 decimals.
+    Needs ``openpyxl``. Numbers are kept unrounded in the cells; the sheet formats them with
+    2 decimals.
     """
     try:
         import openpyxl  # noqa: F401
@@ -311,11 +318,74 @@ def write_excel_summary(images: pd.DataFrame, path: str | os.PathLike) -> Path:
 
     def write(tmp: Path) -> None:
         with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
-            images.to_excel(writer, sheet_name="images", index=False)
-            sheet = writer.sheets["images"]
-            for col_cells in sheet.iter_cols(min_row=2):
-                for cell in col_cells:
-                    if isinstance(cell.value, float):
-                        cell.number_format = "0.00"
+            sheets = {"images": images, **({"cases": cases} if cases is not None else {})}
+            for name, frame in sheets.items():
+                frame.to_excel(writer, sheet_name=name, index=False)
+                for col_cells in writer.sheets[name].iter_cols(min_row=2):
+                    for cell in col_cells:
+                        if isinstance(cell.value, float):
+                            cell.number_format = "0.00"
 
     return atomic_write(path, write)
+
+
+#: Per-image export kinds for ``her2fish score --export`` (``xlsx`` is one workbook per run).
+IMAGE_EXPORTS = ("geojson", "labels", "points", "lims")
+EXPORTS = IMAGE_EXPORTS + ("xlsx",)
+
+
+def export_stem(image_name: str) -> str:
+    """A file-name stem for an image's exports that stays inside the export folder.
+
+    Characters other than letters, digits, ``.``, ``-`` and ``_`` become ``_`` and a short
+    hash of the full name keeps equal-looking names (``a/b.tif`` and ``a_b.tif``) apart.
+    """
+    import hashlib
+    import re
+
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", image_name).strip("._") or "image"
+    digest = hashlib.sha256(image_name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{base[:80]}-{digest}"
+
+
+def write_image_exports(result: Any, folder: str | os.PathLike, kinds: Any) -> dict[str, str]:
+    """Write the per-image exports of a :class:`~her2fish.pipeline.ScoreResult`.
+
+    Parameters
+    ----------
+    result : ScoreResult
+        A scored image.
+    folder : path-like
+        Export folder (created if needed).
+    kinds : iterable of str
+        Any of :data:`IMAGE_EXPORTS`: ``geojson`` (QuPath nuclei + signals), ``labels`` (label
+        OME-TIFF), ``points`` (napari points CSVs in pixels and in µm), ``lims`` (JSON result).
+
+    Returns
+    -------
+    dict
+        Export kind -> file name(s) written, relative to ``folder``.
+    """
+    unknown = sorted(set(kinds) - set(IMAGE_EXPORTS))
+    if unknown:
+        raise ValueError(f"unknown export(s) {unknown}; choose from {', '.join(IMAGE_EXPORTS)}")
+    folder = Path(folder)
+    stem = export_stem(result.name)
+    px = result.image.pixel_size_um
+    written: dict[str, str] = {}
+    if "geojson" in kinds:
+        collection = qupath_geojson(result.labels, result.cells, spots=result.spots,
+                                    image_name=result.name, pixel_size_um=px)
+        written["geojson"] = write_geojson(collection, folder / f"{stem}.geojson").name
+    if "labels" in kinds:
+        written["labels"] = write_label_ome_tiff(
+            result.labels, folder / f"{stem}.labels.ome.tif", pixel_size_um=px).name
+    if "points" in kinds:
+        spots = result.spots.assign(image=result.name)
+        a = write_points_csv(spots, folder / f"{stem}.points_px.csv")
+        b = write_points_csv(spots, folder / f"{stem}.points_um.csv", pixel_size_um=px)
+        written["points"] = f"{a.name};{b.name}"
+    if "lims" in kinds:
+        written["lims"] = write_lims_json(lims_result(result.summary),
+                                          folder / f"{stem}.lims.json").name
+    return written
