@@ -111,3 +111,19 @@ def test_bad_export_name(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["score", str(tmp_path), "--out", str(tmp_path / "o"), "--export", "svg"])
     assert "unknown export" in capsys.readouterr().err
+
+
+def test_docs_cohort_example_runs(scored, tmp_path):
+    pytest.importorskip("matplotlib")
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    cohort = tmp_path / "cohort.csv"
+    assert main(["cohort", str(scored), "--out", str(cohort)]) == 0
+    png = tmp_path / "gcn.png"
+    proc = subprocess.run([sys.executable, str(ROOT / "docs" / "cohort_example.py"), str(cohort), str(png)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
