@@ -95,3 +95,23 @@ def test_validation():
         find_populations([1], pixel_size_um=0.1)
     with pytest.raises(ValueError, match="2-D"):
         ratio_map(np.zeros(4), cells)
+
+
+def test_report_shows_ratio_map_and_populations():
+    pytest.importorskip("matplotlib")
+    from types import SimpleNamespace
+
+    from her2fish.report_figures import heterogeneity_figure
+    from her2fish.rules import get_rule_set
+
+    cells = _grid_cells(amplified_cols={0, 1, 2})
+    labels = np.zeros((600, 800), np.int32)
+    for row in cells.itertuples():
+        labels[int(row.y) - 30 : int(row.y) + 30, int(row.x) - 30 : int(row.x) + 30] = row.cell_id
+    data = SimpleNamespace(cells=cells, labels=labels, summary={"pixel_size_um": 0.1},
+                           rules=get_rule_set("asco_cap_2018"))
+    fig = heterogeneity_figure(data)
+    texts = " ".join(t.get_text() for t in fig.texts)
+    assert "region 1: 18 cells (38 %)" in texts and "separate amplified population was found" in texts
+    image = fig.axes[0].images[0].get_array()
+    assert image[50, 50] == pytest.approx(4.0) and image[50, 750] == pytest.approx(1.0)

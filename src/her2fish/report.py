@@ -172,6 +172,7 @@ def write_html(data: ReportData, path: str | os.PathLike) -> Path:
     from .export import atomic_write
     from .report_figures import (
         gallery_figures,
+        heterogeneity_figure,
         plots_figure,
         require_matplotlib,
         to_png_b64,
@@ -180,7 +181,7 @@ def write_html(data: ReportData, path: str | os.PathLike) -> Path:
     from .report_text import render_html
 
     require_matplotlib()
-    plots = to_svg(plots_figure(data))
+    plots = to_svg(plots_figure(data)) + to_svg(heterogeneity_figure(data))
     gallery = [to_png_b64(fig) for fig in gallery_figures(data)]
     text = render_html(data, report_sections(data), plots, gallery)
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["require_matplotlib", "plots_figure", "gallery_figures", "composite", "to_svg", "to_png_b64",
+__all__ = ["require_matplotlib", "plots_figure", "heterogeneity_figure", "gallery_figures", "composite", "to_svg", "to_png_b64",
            "pdf_pages"]  # fmt: skip
 
 _A4 = (8.27, 11.69)
@@ -259,7 +259,8 @@ def pdf_pages(data: Any, sections: list[Any], path: Any) -> None:
     for sec in sections:
         if sec.part == "back":
             back.section(sec)
-    figs = front.figs + [plots_figure(data, vertical=True)] + gallery_figures(data) + back.figs
+    figs = front.figs + [plots_figure(data, vertical=True), heterogeneity_figure(data)]
+    figs += gallery_figures(data) + back.figs
     reviewer = (data.signoff or {}).get("reviewer") or ""
     meta = {"Title": f"HER2 FISH report {data.name}", "Author": reviewer,
             "Subject": f"case {data.case_id}", "Creator": f"her2fish {data.software_version}"}  # fmt: skip
@@ -268,3 +269,68 @@ def pdf_pages(data: Any, sections: list[Any], path: Any) -> None:
             fig.text(0.5, 0.015, f"her2fish {data.software_version}  ·  {data.name}  ·  page {i} of {len(figs)}",
                      ha="center", fontsize=7, color="#777")  # fmt: skip
             pdf.savefig(fig)
+
+
+def heterogeneity_figure(data: Any) -> Any:
+    """Per-cell ratio map over the field and the populations found (rule H1).
+
+    Each scored nucleus is filled with its per-cell HER2/CEP17 ratio (without a label image,
+    nuclei are drawn as dots at their centroids); the table lists every population scored
+    separately by :func:`her2fish.heterogeneity.find_populations`.
+    """
+    from .heterogeneity import find_populations, ratio_map
+
+    fig = _figure(_A4)
+    ax = fig.add_axes((0.08, 0.42, 0.84, 0.5))
+    cells = data.cells
+    px = float(data.summary.get("pixel_size_um") or 0.1)
+    vmax = 4.0
+    finite = cells.loc[cells["evaluable"].astype(bool), "ratio"].to_numpy(float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size:
+        vmax = max(4.0, float(np.percentile(finite, 95)))
+    from matplotlib.colors import TwoSlopeNorm
+
+    centre = float(data.rules.cell_ratio_amplified.value)
+    norm = TwoSlopeNorm(vmin=0.0, vcenter=centre, vmax=max(vmax, centre + 0.5))
+    if data.labels is not None:
+        shown = ratio_map(data.labels, cells)
+        im = ax.imshow(np.ma.masked_invalid(shown), cmap="coolwarm", norm=norm,
+                       interpolation="nearest")
+        ax.imshow(np.ma.masked_where(data.labels > 0, np.zeros(data.labels.shape)), cmap="gray",
+                  vmin=0, vmax=1, alpha=0.15)
+    else:
+        scored = cells[cells["evaluable"].astype(bool)]
+        im = ax.scatter(scored["x"], scored["y"], c=scored["ratio"], cmap="coolwarm", norm=norm,
+                        s=40)
+        ax.invert_yaxis()
+        ax.set_aspect("equal")
+    fig.colorbar(im, ax=ax, fraction=0.04, label="per-cell HER2/CEP17 ratio")
+    ax.set_title(f"Per-cell ratio map (red: ratio above {centre:g}, blue: below)")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    lines = ["Populations (rule H1: a contiguous amplified population > 10 % of cells is scored "
+             "separately)", ""]
+    try:
+        het = find_populations(cells, pixel_size_um=px, rules=data.rules, n_bootstrap=0)
+    except (ValueError, TypeError) as exc:
+        lines.append(f"not assessed: {exc}")
+    else:
+        lines.append(f"{het.pct_cells_amplified:.1f} % of scored cells have ratio "
+                     f"{data.rules.cell_ratio_amplified}"
+                     if np.isfinite(het.pct_cells_amplified) else "no scored cells")
+        lines.append("heterogeneous: a separate amplified population was found" if het.heterogeneous
+                     else "no separate amplified population")
+        for row in het.populations.to_dict(orient="records"):
+            name = "main population" if row["population"] == 0 else f"region {row['population']}"
+            ratio = row["her2_cep17_ratio"]
+            gcn = row["mean_her2_per_cell"]
+            group = row["provisional_asco_cap_2018_group"]
+            lines.append(
+                f"{name}: {row['n_cells']} cells ({100 * row['fraction']:.0f} %), "
+                f"mean HER2 {'-' if gcn is None else f'{gcn:.2f}'}, "
+                f"ratio {'-' if ratio is None else f'{ratio:.2f}'}, group {group or '-'}"
+            )
+    for k, text in enumerate(lines):
+        fig.text(0.08, 0.36 - 0.025 * k, text, fontsize=9, weight="bold" if k == 0 else "normal")
+    return fig

@@ -54,9 +54,10 @@ def test_unknown_sample_key_names_the_keys():
 
 
 def test_result_layers_carry_features_and_placement(amplified):
-    (labels, nmeta, nkind), (her2, hmeta, hkind), (cep17, cmeta, ckind) = result_layers(
+    (labels, nmeta, nkind), (her2, hmeta, hkind), (cep17, cmeta, ckind), ratio = result_layers(
         amplified, scale=(1.0, 0.1, 0.1), translate=(0.0, 5.0, 7.0)
     )
+    assert ratio[2] == "image" and ratio[0].shape == labels.shape and ratio[1]["visible"] is False
     assert (nkind, hkind, ckind) == ("labels", "points", "points")
     assert nmeta["scale"] == (0.1, 0.1) and nmeta["translate"] == (5.0, 7.0)
     cells = amplified.cells

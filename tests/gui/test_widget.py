@@ -80,12 +80,18 @@ def test_score_sample_matches_truth(viewer, key, notifications):
     assert abs(summary["n_cells_scored"] - truth["n_cells_scored"]) <= 2
     assert summary["her2_cep17_ratio"] == pytest.approx(truth["her2_cep17_ratio"], rel=0.1)
 
-    nuclei, her2, cep17 = widget.result_layers
+    nuclei, her2, cep17, ratio = widget.result_layers
     assert [layer.name for layer in widget.result_layers] == [
         "nuclei",
         "HER2 signals",
         "CEP17 signals",
+        "per-cell ratio",
     ]
+    assert isinstance(ratio, napari.layers.Image) and not ratio.visible
+    run = widget.last_run.result
+    evaluable = run.cells.query("evaluable").iloc[0]
+    y, x = np.argwhere(run.labels == evaluable.cell_id)[0]
+    assert ratio.data[y, x] == pytest.approx(evaluable.ratio)
     assert isinstance(nuclei, napari.layers.Labels)
     assert nuclei.contour == 2
     assert nuclei.scale[-1] == pytest.approx(0.1)
@@ -157,6 +163,7 @@ def test_threaded_run_keeps_the_viewer_responsive(viewer, qtbot):
         "nuclei",
         "HER2 signals",
         "CEP17 signals",
+        "per-cell ratio",
     ]
     assert widget._score_button.enabled and not widget._cancel_button.enabled
 
@@ -266,6 +273,7 @@ def test_widget_from_the_plugins_menu_works_through_napari_proxies(viewer, notif
         "nuclei",
         "HER2 signals",
         "CEP17 signals",
+        "per-cell ratio",
     ]
     assert widget.results.summary_text()["ASCO/CAP 2018 group"].startswith("5")
     widget.results._table.selectRow(0)

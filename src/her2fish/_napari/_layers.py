@@ -7,6 +7,8 @@ tuples to the viewer, and tests can check them headless.
   white, excluded ones grey; the ``features`` table (``index`` = label value) holds the
   cells.csv columns, so napari's status bar shows counts, ratio and exclusion reason under the
   mouse.
+- ``per-cell ratio``: an Image layer (hidden at first) where every scored nucleus holds its
+  per-cell HER2/CEP17 ratio, for the heterogeneity of HER2 across the field.
 - ``HER2 signals`` / ``CEP17 signals``: Points layers, one point per signal object. Clusters
   are drawn larger (area grows with the copy estimate) and labelled with their copies; signals
   outside every nucleus (not counted) are grey. ``features`` holds the spots.csv columns.
@@ -31,6 +33,8 @@ __all__ = [
     "nuclei_layer",
     "signal_layer",
     "result_layers",
+    "ratio_layer",
+    "RATIO_LAYER",
     "world_position",
 ]
 
@@ -39,6 +43,7 @@ LayerTuple = tuple[Any, dict[str, Any], str]
 #: Names of the result layers.
 NUCLEI_LAYER = "nuclei"
 SIGNAL_LAYERS: dict[str, str] = {"her2": "HER2 signals", "cep17": "CEP17 signals"}
+RATIO_LAYER = "per-cell ratio"
 
 EVALUABLE_COLOR = "#ffffff"
 EXCLUDED_COLOR = "#8c8c8c"
@@ -189,17 +194,44 @@ def signal_layer(
     return data, meta, "points"
 
 
+def ratio_layer(
+    result: ScoreResult,
+    *,
+    scale: Sequence[float],
+    translate: Sequence[float] | None = None,
+) -> LayerTuple:
+    """Image layer data: every scored nucleus filled with its per-cell HER2/CEP17 ratio.
+
+    Shows heterogeneity across the field (blue below ratio 2, red above); hidden at first.
+    """
+    from ..heterogeneity import ratio_map
+
+    data = ratio_map(result.labels, result.cells)
+    meta = {
+        "name": RATIO_LAYER,
+        "colormap": "coolwarm",
+        "contrast_limits": (0.0, 4.0),
+        "opacity": 0.7,
+        "visible": False,
+        "blending": "translucent",
+        "metadata": {"her2fish_result": "ratio_map", "image": result.name},
+        **_placement(scale, translate),
+    }
+    return data, meta, "image"
+
+
 def result_layers(
     result: ScoreResult,
     *,
     scale: Sequence[float],
     translate: Sequence[float] | None = None,
 ) -> list[LayerTuple]:
-    """All result layers: nuclei, HER2 signals, CEP17 signals (in that order)."""
+    """All result layers: nuclei, HER2 signals, CEP17 signals, per-cell ratio (in that order)."""
     return [
         nuclei_layer(result, scale=scale, translate=translate),
         signal_layer(result, "her2", scale=scale, translate=translate),
         signal_layer(result, "cep17", scale=scale, translate=translate),
+        ratio_layer(result, scale=scale, translate=translate),
     ]
 
 
