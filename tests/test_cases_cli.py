@@ -127,3 +127,14 @@ def test_docs_cohort_example_runs(scored, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_populations_table_and_image_columns(scored):
+    images = pd.read_csv(scored / "images.csv")
+    pops = pd.read_csv(scored / "populations.csv")
+    assert {"pct_cells_amplified", "heterogeneous_region"} <= set(images.columns)
+    amplified = images.set_index("image").loc["caseB/04_amplified.ome.tif"]
+    assert amplified.pct_cells_amplified > 90 and not amplified.heterogeneous_region
+    assert set(pops.image) == set(images.image) and (pops.population == 0).all()
+    main_pop = pops.set_index("image").loc["caseB/04_amplified.ome.tif"]
+    assert main_pop.n_cells == amplified.n_cells_scored

@@ -26,6 +26,7 @@ import pandas as pd
 from .batch_exec import ImageJob, dask_client, require_dask, run_jobs, show
 from .batch_lock import OutputLock, OutputLockedError
 from .batch_store import (
+    CASE_TABLES,
     EXPORTS_DIR,
     BatchError,
     OutputFolder,
@@ -364,7 +365,7 @@ def run_batch(
         except (OSError, ValueError) as exc:  # the run is complete; only tidying up failed
             log.warning("could not tidy up %s after the run: %s", folder.path, exc)
         log.info("finished: %d image(s), %d failed", run["n_images"], run["n_failed"])
-    files = {k: folder.table(k) for k in ("images", "cells", "spots", "cases", "case_fields")}
+    files = {k: folder.table(k) for k in ("images", "cells", "spots", *CASE_TABLES)}
     files.update(run=folder.run_json, journal=folder.journal.path)
     return BatchResult(images=images, cells=cells, spots=spots, out_dir=folder.path,
                        files=files, n_resumed=n_resumed)
@@ -398,11 +399,43 @@ def _add_cases(
                for name in images["image"]}
     for frame in (images, cells, spots):
         frame["case_id"] = frame["image"].map(case_id) if len(frame) else pd.Series(dtype=object)
+    populations = _populations(images, cells, config)
     if "xlsx" in exports:
         from .interop import write_excel_summary
 
         write_excel_summary(images, folder.path / EXPORTS_DIR / "summary.xlsx", cases=cases)
-    return {"cases": cases, "case_fields": fields}
+    return {"cases": cases, "case_fields": fields, "populations": populations}
+
+
+def _populations(images: pd.DataFrame, cells: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
+    """Per image: contiguous amplified populations scored separately (rule H1).
+
+    Adds ``pct_cells_amplified`` and ``heterogeneous_region`` to ``images`` and returns one
+    row per population (see :func:`her2fish.heterogeneity.find_populations`).
+    """
+    from .heterogeneity import find_populations
+
+    rules = resolve_rules(config)
+    rows, pct, het = [], [], []
+    for row in images.to_dict(orient="records"):
+        part = cells[cells["image"] == row["image"]] if len(cells) else cells
+        px = row.get("pixel_size_um")
+        if row["status"] != "ok" or not len(part) or px is None or pd.isna(px):
+            pct.append(None)
+            het.append(None)
+            continue
+        result = find_populations(part, pixel_size_um=float(px), rules=rules, n_bootstrap=0)
+        pct.append(result.pct_cells_amplified if pd.notna(result.pct_cells_amplified) else None)
+        het.append(result.heterogeneous)
+        for pop in result.populations.to_dict(orient="records"):
+            rows.append({"image": row["image"], "case_id": row.get("case_id"), **pop})
+    images["pct_cells_amplified"] = pd.array(pct, dtype="Float64")
+    images["heterogeneous_region"] = pd.array(het, dtype="boolean")
+    columns = ["image", "case_id", "population", "n_cells", "fraction", "n_cells_scored",
+               "mean_her2_per_cell", "mean_cep17_per_cell", "her2_cep17_ratio",
+               "pct_cells_ratio_ge_2", "asco_cap_2018_group", "provisional_asco_cap_2018_group",
+               "gcn_ge_20"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _latest_entries(folder: OutputFolder) -> list[dict[str, Any]]:

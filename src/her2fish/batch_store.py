@@ -56,7 +56,7 @@ PARTS_DIR = ".her2fish-parts"
 LOG_NAME = "her2fish.log"
 TABLES = ("images", "cells", "spots")
 #: Tables derived from those at the end of a run (cases pooled from the images).
-CASE_TABLES = ("cases", "case_fields")
+CASE_TABLES = ("cases", "case_fields", "populations")
 #: Folder of per-image exports (``--export``) and the run's Excel summary.
 EXPORTS_DIR = "exports"
 _PART_RE = re.compile(r"^[0-9a-f]{32}\.(cells|spots)\.(csv|parquet)$")
