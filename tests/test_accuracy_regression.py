@@ -31,6 +31,11 @@ def _pooled(field, result):
         ("low_amplified", {}, 0.10),
         ("highly_amplified", {}, 0.15),
         ("heterogeneous", {}, 0.12),
+        ("very_highly_amplified", {}, 0.15),
+        # z-stack: photometry in each signal's best-focus planes, not on the max projection (+20 %)
+        ("highly_amplified", {"n_z": 7, "z_step_um": 0.4}, 0.15),
+        # low SNR: the second threshold level finds dim singles (one level lost ~20 % of the GCN)
+        ("amplified", {"snr": 4.0}, 0.15),
     ],
 )
 def test_gcn_and_ratio_close_to_truth(scenario, options, rel):

@@ -209,3 +209,46 @@ def test_detect_spots_3d_counts_each_signal_once():
     assert (table.copies == 1).all() and (table.n_planes >= 2).all()
     with pytest.raises(ValueError, match="3-D"):
         detect_spots_3d(planes[0], pixel_size_um=PX)
+
+
+def test_planes_measure_each_signal_in_its_best_focus_plane():
+    # singles and clusters in focus in different planes of a 5-plane stack; on the max
+    # projection the noise maximum lifts the background, so photometry uses the planes
+    pts = _grid(40, (400, 400))
+    truth = [(y, x, 1) for y, x in pts[:32]] + [(y, x, n) for (y, x), n in zip(pts[32:], [3, 5, 8, 10, 4, 6, 12, 7], strict=True)]
+    focus = np.random.default_rng(2).integers(0, 5, len(truth))
+    yy, xx = np.mgrid[:400, :400]
+    rng = np.random.default_rng(3)
+    copies = [(y + dy, x + dx, z) for (y, x, n), z in zip(truth, focus, strict=True)
+              for dy, dx in (rng.normal(0, 0.15 * np.sqrt(n) / PX / 2, (n, 2)) if n > 1 else [(0.0, 0.0)])]  # fmt: skip
+    planes = []
+    for k in range(5):
+        img = np.full((400, 400), 100.0)
+        for y, x, z in copies:
+            w = 80 * np.exp(-((k - z) ** 2) / (2 * 0.9**2))
+            img += w * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * SIGMA**2))
+        planes.append(rng.poisson(img) + rng.normal(0, 4, img.shape))
+    stack = np.stack(planes)
+    table = detect_spots(stack.max(axis=0), pixel_size_um=PX, planes=stack)
+    assert "z" in table.columns and len(table) == len(truth)
+    got = _match(table, truth)
+    assert sum(g for _, g in got) == pytest.approx(sum(n for n, _ in got), rel=0.1)
+    assert all(g == 1 for n, g in got if n == 1)
+    with pytest.raises(ValueError, match="planes"):
+        detect_spots(stack[0], pixel_size_um=PX, planes=stack[:, :10])
+
+
+def test_dim_singles_found_by_the_second_threshold_level_without_false_positives():
+    pts = _grid(60, (400, 400))
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:400, :400]
+    img = np.full((400, 400), 100.0)
+    for y, x in pts:  # peak ~4.5 noise SDs: many fall below the 6-SD LoG threshold alone
+        img += 45 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * SIGMA**2))
+    img = rng.poisson(img) + rng.normal(0, 4, img.shape)
+    table = detect_spots(img, pixel_size_um=PX)
+    found = sum(g for _, g in _match(table, [(y, x, 1) for y, x in pts]))
+    assert found >= 0.9 * len(pts)
+    assert len(table) <= len(pts) + 2
+    noise = np.random.default_rng(5).poisson(np.full((400, 400), 100.0)) + rng.normal(0, 4, (400, 400))
+    assert len(detect_spots(noise, pixel_size_um=PX)) <= 1

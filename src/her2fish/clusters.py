@@ -47,6 +47,7 @@ __all__ = [
     "robust_mode",
     "estimate_copies",
     "debris_flags",
+    "debris_mask",
 ]
 
 #: Basins whose saddle stays above this fraction of the weaker peak are one unresolved object.
@@ -61,6 +62,10 @@ BACKGROUND_SIGMA = 1.0
 CLUSTER_MIN_RATIO, CV_FACTOR = 1.5, 3.5
 #: Fixed cluster convention (clinical-rules S4): small and large cluster values.
 FIXED_SMALL, FIXED_LARGE = 6, 12
+#: Single reference: the window around the singles' mode widens to 1 + SPREAD_FACTOR x CV (at most
+#: MAX_UPPER times the mode) when they spread more than the default window allows.
+SPREAD_FACTOR, MAX_UPPER = 2.5, 2.0
+_MAD_TO_SD = 1.4826
 #: Cluster copy estimators: intensity (default), the fixed convention, and area (comparison).
 CLUSTER_MODES = ("intensity", "fixed", "area")
 
@@ -70,11 +75,14 @@ def single_signal_reference(
 ) -> float:
     """Robust single-copy integrated intensity from a set of candidate single signals.
 
-    Starts from the median and repeatedly takes the median of the values below
-    ``upper_factor`` times the current estimate, so that doublets and small clusters among the
-    candidates pull the estimate up as little as possible (a robust mode). The result is the
-    mean of the candidates between 0.5 and ``upper_factor`` times that mode: cluster
-    intensities are sums of copies, so the mean single brightness is what they divide by.
+    Starts from the median and repeatedly takes the median of the values below ``upper`` times
+    the current estimate, so that doublets and small clusters among the candidates pull the
+    estimate up as little as possible (a robust mode). ``upper`` is ``upper_factor``, widened to
+    ``1 + SPREAD_FACTOR x CV`` when the singles themselves spread more (low SNR: a fixed cut
+    would clip their upper tail and drag the estimate down), at most ``MAX_UPPER``. The result
+    is the mean of the candidates in the symmetric window ``[2 - upper, upper]`` times that mode
+    (at least 0.1): cluster intensities are sums of copies, so the mean single brightness is
+    what they divide by.
 
     Parameters
     ----------
@@ -88,8 +96,21 @@ def single_signal_reference(
     """
     values = np.asarray(intensity, dtype=float)
     values = values[np.isfinite(values) & (values > 0)]
-    ref = robust_mode(values, n_iter=n_iter, upper_factor=upper_factor)
-    window = values[(values > 0.5 * ref) & (values < upper_factor * ref)]
+    upper = upper_factor
+    ref = robust_mode(values, n_iter=n_iter, upper_factor=upper)
+    for _ in range(3):
+        if not np.isfinite(ref):
+            break
+        window = values[(values > (2 - upper) * ref) & (values < upper * ref)]
+        if window.size < 5:
+            break
+        cv = _MAD_TO_SD * float(np.median(np.abs(window / ref - 1)))
+        wider = float(np.clip(1 + SPREAD_FACTOR * cv, upper_factor, MAX_UPPER))
+        if wider <= upper + 1e-3:
+            break
+        upper = wider
+        ref = robust_mode(values, n_iter=n_iter, upper_factor=upper)
+    window = values[(values > max(2 - upper, 0.1) * ref) & (values < upper * ref)]
     return float(window.mean()) if window.size else ref
 
 
@@ -306,7 +327,7 @@ def estimate_copies(
 DEBRIS_MIN = 0.5
 
 
-def debris_flags(
+def debris_mask(
     her2: np.ndarray,
     cep17: np.ndarray,
     her2_spots,
@@ -314,19 +335,14 @@ def debris_flags(
     *,
     pixel_size_um: float,
     spot_diameter_um: float = 0.4,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Flag signals that sit on autofluorescent debris: bright, broad, present in both channels.
+) -> np.ndarray:
+    """Pixels of autofluorescent debris: bright and broad in both probe channels.
 
     Each probe channel is band-pass filtered at a scale wider than any signal (difference of
     Gaussians, sigma one and four signal diameters) and divided by the channel's typical
     single-signal peak (median ``peak`` of its one-copy signals). A single signal reaches about
     0.1 there and a large cluster about 1, but only in its own channel; debris is broad and bright
-    in both. A signal is debris when both channels reach ``DEBRIS_MIN`` at its centre.
-
-    Returns
-    -------
-    (ndarray, ndarray)
-        Boolean flags for the rows of ``her2_spots`` and ``cep17_spots``.
+    in both. Debris is where both channels reach ``DEBRIS_MIN``.
     """
     d = spot_diameter_um / pixel_size_um
     broad = []
@@ -336,13 +352,45 @@ def debris_flags(
         ones = table[table["copies"] == 1]["peak"] if len(table) else []
         peak = float(np.median(ones)) if len(ones) else float("nan")
         broad.append(band / peak if np.isfinite(peak) and peak > 0 else np.zeros_like(band))
-    both = (broad[0] >= DEBRIS_MIN) & (broad[1] >= DEBRIS_MIN)
+    return (broad[0] >= DEBRIS_MIN) & (broad[1] >= DEBRIS_MIN)
+
+
+def debris_flags(
+    her2: np.ndarray,
+    cep17: np.ndarray,
+    her2_spots,
+    cep17_spots,
+    *,
+    pixel_size_um: float,
+    spot_diameter_um: float = 0.4,
+    mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flag signals that sit on autofluorescent debris (:func:`debris_mask`).
+
+    A signal is debris when the debris reaches into its extent (the disc of its ``area_px``
+    around its centre), not only when its centre lies on it: a signal fused with debris is one
+    large object whose centroid may sit beside the blob. ``mask`` is a precomputed
+    :func:`debris_mask`.
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        Boolean flags for the rows of ``her2_spots`` and ``cep17_spots``.
+    """
+    both = mask
+    if both is None:
+        both = debris_mask(
+            her2, cep17, her2_spots, cep17_spots, pixel_size_um=pixel_size_um, spot_diameter_um=spot_diameter_um
+        )
+    dist = ndi.distance_transform_edt(~both) if both.any() else None
     out = []
     for table in (her2_spots, cep17_spots):
-        if len(table) == 0:
-            out.append(np.zeros(0, bool))
+        if len(table) == 0 or dist is None:
+            out.append(np.zeros(len(table), bool))
             continue
         yi = np.clip(np.rint(table["y"].to_numpy(float)).astype(int), 0, both.shape[0] - 1)
         xi = np.clip(np.rint(table["x"].to_numpy(float)).astype(int), 0, both.shape[1] - 1)
-        out.append(both[yi, xi])
+        area = table["area_px"].to_numpy(float) if "area_px" in table else np.zeros(len(table))
+        reach = np.sqrt(np.clip(area, 0, None) / np.pi)
+        out.append(dist[yi, xi] <= reach)
     return out[0], out[1]

@@ -198,11 +198,13 @@ def score_image(
             mask=region if region.any() else None,
             max_copies=sp.max_copies,
             cluster_mode=sp.cluster_mode,
+            planes=None if image.stack is None else image.stack[:, role_index],
         )
         attrs = dict(table.attrs)
         table = table.copy()
         table["channel"] = role
-        table["z"] = _spot_z(image.stack, role_index, table)
+        if "z" not in table:  # with planes, detect_spots gives each signal's brightest plane
+            table["z"] = _spot_z(image.stack, role_index, table)
         table["cell_id"] = assign_spots(table, labels, pixel_size_um=px)
         tables.append(table)
         detection[role] = attrs

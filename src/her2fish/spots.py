@@ -6,17 +6,33 @@ Method
    (LoG), sigma = spot radius / sqrt(2) in pixels, sign flipped so that bright spots are positive.
 2. **Threshold (auto).** The noise level of the filtered image is estimated robustly inside the
    analysed region (``mask``, else the whole image): ``median + k * 1.4826 * MAD`` with
-   ``k = THRESHOLD_K``. A manual ``threshold`` (same units, reported back) overrides it.
+   ``k = THRESHOLD_K``. When the signals are dim (the typical maximum above that threshold is
+   less than ``THRESHOLD_K / RELATIVE_LOW`` SDs), a second level keeps weaker maxima (from
+   ``LOW_K`` SDs, and ``RELATIVE_LOW`` x the typical one) that also stand out against the noise
+   around them, in the LoG and in a matched filter (the flattened image of step 5 smoothed at
+   the PSF scale): dim single signals at low SNR rather than noise. With bright signals nothing
+   changes. A manual ``threshold`` (same units, reported back) overrides both levels.
 3. **Maxima.** Local maxima of the filtered image above the threshold, with a minimum distance of
    one signal diameter: two maxima closer than that are one signal (clinical-rules S1).
 4. **Objects.** A local background (grey opening wider than the largest cluster, then smoothed) is
    subtracted; connected regions of the smoothed foreground above ``OBJECT_K`` noise SDs that hold
    at least one accepted maximum are the signal objects (a single spot, a split signal, or a
    cluster of fused copies).
-5. **Photometry.** Each object's integrated intensity is measured in an aperture (the object grown
-   by one spot radius) minus the median of a surrounding ring times the aperture area.
-6. **Copies.** The image's single-signal reference ``I_single`` is a robust mode of the integrated
-   intensities of compact one-maximum objects (iterated median of the lower population). An object
+5. **Photometry.** The image is flattened: a morphological background (grey opening, wider than
+   the largest cluster, of the image smoothed at the LoG scale) follows nuclear borders and
+   illumination without a blur that would round them off, and is subtracted. Each object's
+   integrated intensity is the sum of the flattened image over an aperture (the object grown by
+   one spot radius) minus the aperture area times the sigma-clipped mean of the flattened image
+   in a ring two radii wide around it (a mean, not a median: on integer camera counts a median
+   is biased by up to half a count per pixel, which a single signal's aperture multiplies).
+   Singles and clusters are measured the same way, so the ratio of their intensities is the
+   ratio of their copies. With ``planes`` (the z-stack of this channel), objects and positions
+   come from ``image`` (the projection) and each object's intensity is measured in the plane
+   where it is brightest plus the planes ``Z_HALF_WIDTH`` either side, each with its own
+   background, so that an out-of-focus single and a cluster are measured alike.
+6. **Copies.** The image's single-signal reference ``I_single`` is the mean integrated intensity of
+   compact one-maximum objects around their robust mode
+   (:func:`her2fish.clusters.single_signal_reference`). An object
    with one maximum counts 1 unless it is at least ``CLUSTER_MIN_RATIO`` times as bright as a
    single, or at least ``BROAD_MIN_RATIO`` times as bright and ``BROAD_AREA_FACTOR`` times as
    large (a compact blob of 2-3 fused copies). Such objects, and objects with several
@@ -32,6 +48,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 from skimage.segmentation import expand_labels
+
+from .clusters import robust_mode, single_signal_reference
 
 __all__ = [
     "SPOT_TABLE_COLUMNS",
@@ -58,6 +76,13 @@ SPOT_TABLE_COLUMNS = (
 
 #: Auto threshold: robust SDs of the LoG response above its median.
 THRESHOLD_K = 6.0
+#: Two-level auto threshold: maxima between LOW_K and THRESHOLD_K SDs of the LoG response are
+#: kept when the matched filter (Gaussian of sigma PSF_FRACTION x the signal diameter on the
+#: flattened image) is at least MATCHED_K of its robust SDs above its median.
+LOW_K, MATCHED_K, PSF_FRACTION = 4.0, 4.0, 0.3
+#: ... and only above RELATIVE_LOW x the typical (robust mode) response of the maxima above
+#: THRESHOLD_K, of which there must be MIN_SEEDS: with bright signals the second level is off.
+RELATIVE_LOW, MIN_SEEDS = 0.55, 20
 #: Object mask: robust SDs of the smoothed foreground.
 OBJECT_K = 3.0
 #: A one-maximum object at least this many times the single reference is a cluster.
@@ -65,8 +90,18 @@ CLUSTER_MIN_RATIO = 2.5
 #: ... or at least BROAD_MIN_RATIO times as bright and BROAD_AREA_FACTOR times the median
 #: area of a single signal.
 BROAD_MIN_RATIO, BROAD_AREA_FACTOR = 1.5, 2.0
+#: Both cuts rise to 1 + CV_FACTOR x the robust CV of the singles' intensities (noisy singles).
+CV_FACTOR = 3.5
 #: Fixed cluster convention (clinical-rules S4): small and large cluster values.
 FIXED_SMALL, FIXED_LARGE = 6, 12
+#: Z-stacks: planes either side of an object's brightest plane that its intensity sums over.
+Z_HALF_WIDTH = 1
+#: Photometry: aperture = object grown by this many signal radii; ring this many radii wide.
+APERTURE_GROW, RING_WIDTH = 1.0, 2.0
+#: Photometry: the broad trend removed before the opening is this many opening widths across.
+TREND_SIZES = 4
+#: Ring background: pixels further than this many SDs from the ring mean are dropped (twice).
+RING_CLIP = 3.0
 
 _MAD_TO_SD = 1.4826
 
@@ -109,41 +144,6 @@ def _validate(image, pixel_size_um, spot_diameter_um, threshold, mask, max_copie
     return None if mask is None else mask.astype(bool)
 
 
-def single_signal_reference(
-    intensity: np.ndarray, *, n_iter: int = 10, upper_factor: float = 1.5
-) -> float:
-    """Robust single-copy integrated intensity from a set of candidate single signals.
-
-    Starts from the median and repeatedly takes the median of the values below
-    ``upper_factor`` times the current estimate, so that doublets and small clusters among
-    the candidates pull the estimate up as little as possible.
-
-    Parameters
-    ----------
-    intensity : ndarray
-        Integrated intensities of compact one-maximum objects.
-
-    Returns
-    -------
-    float
-        The reference, or NaN when there are no positive candidates.
-    """
-    values = np.asarray(intensity, dtype=float)
-    values = values[np.isfinite(values) & (values > 0)]
-    if values.size == 0:
-        return float("nan")
-    ref = float(np.median(values))
-    for _ in range(n_iter):
-        low = values[values < upper_factor * ref]
-        if low.size == 0:
-            break
-        new = float(np.median(low))
-        if np.isclose(new, ref):
-            break
-        ref = new
-    return ref
-
-
 def _empty_table(attrs: dict) -> pd.DataFrame:
     table = pd.DataFrame(
         {
@@ -164,6 +164,64 @@ def _empty_table(attrs: dict) -> pd.DataFrame:
     return table
 
 
+def _local_z(values: np.ndarray, ys: np.ndarray, xs: np.ndarray, half: int) -> np.ndarray:
+    """Robust z-score of ``values`` at (ys, xs) against a window of +-``half`` pixels around each.
+
+    The window is sampled on a grid of about 17 x 17 points (array operations, no loop over
+    points); median and 1.4826 x MAD of the samples.
+    """
+    step = max(half // 8, 1)
+    offsets = np.arange(-half, half + 1, step)
+    oy, ox = np.meshgrid(offsets, offsets, indexing="ij")
+    yy = np.clip(ys[:, None] + oy.ravel()[None, :], 0, values.shape[0] - 1)
+    xx = np.clip(xs[:, None] + ox.ravel()[None, :], 0, values.shape[1] - 1)
+    samples = values[yy, xx]
+    med = np.median(samples, axis=1)
+    sd = _MAD_TO_SD * np.median(np.abs(samples - med[:, None]), axis=1)
+    return (values[ys, xs] - med) / np.maximum(sd, 1e-6)
+
+
+def _flatten(img: np.ndarray, sigma: float, size: int) -> np.ndarray:
+    """Image minus its morphological background (a grey opening of the smoothed image).
+
+    A flat opening removes everything narrower than ``size`` (signals and clusters) and follows
+    broader structure such as the rounded edge of a nucleus exactly, but keeps part of a signal
+    that sits on a slope steeper than its flank. So a broad trend (the opening blurred over
+    ``TREND_SIZES`` times ``size``: illumination and gradients across the field) is subtracted
+    first, and the opening is not blurred, which would round borders off. Its small negative
+    bias (it sits on the noise minima) is removed by the ring correction in
+    :func:`_aperture_intensity`.
+    """
+    smooth = ndi.gaussian_filter(img, sigma)
+    trend = ndi.uniform_filter(ndi.grey_opening(smooth, size=(size, size)), TREND_SIZES * size, mode="nearest")
+    trend = ndi.uniform_filter(trend, TREND_SIZES * size, mode="nearest")
+    return img - trend - ndi.grey_opening(smooth - trend, size=(size, size))
+
+
+def _aperture_intensity(flat: np.ndarray, aperture: np.ndarray, ring: np.ndarray, n: int) -> np.ndarray:
+    """Sum of ``flat`` over each aperture minus its area times the clipped mean of its ring.
+
+    Labels are 1..n. The ring mean is sigma-clipped (``RING_CLIP``, two passes) against
+    neighbouring signals; an object without ring pixels gets no correction.
+    """
+    index = np.arange(1, n + 1)
+    total = np.asarray(ndi.sum_labels(flat, aperture, index), dtype=float)
+    area = np.bincount(aperture.ravel(), minlength=n + 1)[1:].astype(float)
+    sel = ring > 0
+    pos, values = ring[sel] - 1, flat[sel].astype(float)
+    keep = np.ones(values.size, bool)
+    mean = np.zeros(n)
+    for _ in range(3):
+        count = np.bincount(pos, keep, minlength=n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.bincount(pos, values * keep, minlength=n) / count
+            var = np.bincount(pos, (values - mean[pos]) ** 2 * keep, minlength=n) / count
+        mean = np.where(count > 0, mean, 0.0)
+        sd = np.sqrt(np.where(count > 1, var, np.inf))
+        keep = np.abs(values - mean[pos]) <= RING_CLIP * sd[pos]
+    return total - area * mean
+
+
 def detect_spots(
     image: np.ndarray,
     *,
@@ -174,6 +232,7 @@ def detect_spots(
     reference_intensity: float | None = None,
     max_copies: int = 60,
     cluster_mode: str = "intensity",
+    planes: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Detect FISH signals in one probe channel and estimate copies in clusters.
 
@@ -196,14 +255,20 @@ def detect_spots(
         Cap on the copies of one object; capped objects are flagged.
     cluster_mode : {"intensity", "fixed"}
         How cluster copies are estimated (see module docstring).
+    planes : ndarray, optional
+        (Z, Y, X) z-stack of this channel, of which ``image`` is a projection: signals are found
+        on ``image`` and measured in their best-focus planes; the table gets a ``z`` column
+        (the brightest plane of each object).
 
     Returns
     -------
     pandas.DataFrame
         One row per signal object with columns :data:`SPOT_TABLE_COLUMNS` (y, x in pixels;
-        ``intensity`` background-subtracted integrated intensity). ``attrs`` holds
+        ``intensity`` background-subtracted integrated intensity), plus ``z`` with ``planes``.
+        ``attrs`` holds
         ``threshold``, ``threshold_method``, ``noise_sd``, ``reference_intensity``,
-        ``n_reference`` and ``reference_source``.
+        ``reference_cv`` (robust CV of the singles' intensities), ``n_reference`` and
+        ``reference_source``.
 
     Examples
     --------
@@ -216,6 +281,10 @@ def detect_spots(
     (1, 20, 30)
     """
     mask = _validate(image, pixel_size_um, spot_diameter_um, threshold, mask, max_copies, cluster_mode)
+    if planes is not None:
+        planes = np.asarray(planes)
+        if planes.ndim != 3 or planes.shape[1:] != image.shape:
+            raise ValueError(f"planes must be a (Z, Y, X) stack of {image.shape} planes, got shape {planes.shape}")
     img = image.astype(np.float32, copy=False)
     radius_px = 0.5 * spot_diameter_um / pixel_size_um
     sigma = max(radius_px / np.sqrt(2.0), 0.5)
@@ -236,16 +305,39 @@ def detect_spots(
         "reference_intensity": float("nan"),
         "n_reference": 0,
         "reference_source": "none",
+        "reference_cv": float("nan"),
     }
 
     min_dist = max(int(round(spot_diameter_um / pixel_size_um)), 1)
     footprint = np.ones((2 * min_dist + 1,) * 2, bool)
-    peaks = (log == ndi.maximum_filter(log, footprint=footprint)) & (log > thr) & region
+    is_max = (log == ndi.maximum_filter(log, footprint=footprint)) & region
+    bg_size = max(int(round(2.5 / pixel_size_um)) | 1, 3)
+    flat = _flatten(img, sigma, bg_size)
+    peaks = is_max & (log > thr)
+    if threshold is None and LOW_K < THRESHOLD_K:
+        # Two-level auto threshold: a weaker maximum (LOW_K SDs of the LoG) is kept when, against
+        # the noise around it, both the LoG and the matched filter (the flattened image smoothed
+        # at the PSF scale) stand LOW_K and MATCHED_K robust SDs above their local medians:
+        # dim single signals at low SNR, not noise where the noise is higher than average.
+        # Only for dim signals: the floor is RELATIVE_LOW x the typical seed response, so that
+        # with bright signals (a wide gap above the noise) nothing changes.
+        seed_z = (log[peaks] - med) / max(sd, 1e-6)
+        floor = max(LOW_K, RELATIVE_LOW * robust_mode(seed_z)) if seed_z.size >= MIN_SEEDS else np.inf
+        wy, wx = np.nonzero(is_max & ~peaks & (log > med + floor * max(sd, 1e-6)))
+        if wy.size:
+            matched = ndi.gaussian_filter(flat, max(PSF_FRACTION * spot_diameter_um / pixel_size_um, 0.5))
+            ok = _local_z(log, wy, wx, bg_size) >= LOW_K
+            ok &= _local_z(matched, wy, wx, bg_size) >= MATCHED_K
+            peaks[wy[ok], wx[ok]] = True
+            attrs["threshold_method"] = method + (
+                f"; or {LOW_K:g} SDs with the LoG and the matched filter {LOW_K:g} and {MATCHED_K:g} "
+                "local robust SDs above their local medians"
+            )
     if not peaks.any():
-        return _empty_table(attrs)
+        empty = _empty_table(attrs)
+        return empty if planes is None else empty.assign(z=pd.Series(dtype=float))
 
     # Foreground over a local background wider than the largest cluster (~2.5 um).
-    bg_size = max(int(round(2.5 / pixel_size_um)) | 1, 3)
     background = ndi.gaussian_filter(ndi.grey_opening(img, size=(bg_size, bg_size)), bg_size / 4)
     fg = img - background
     fg_s = ndi.gaussian_filter(fg, sigma)
@@ -267,17 +359,26 @@ def detect_spots(
     objects = relabel[objects]
     index = np.arange(1, keep_ids.size + 1)
 
-    # Aperture photometry: object grown by one spot radius, ring of two more radii.
-    grow = max(radius_px, 1.0)
-    aperture = expand_labels(objects, distance=grow)
-    ring = expand_labels(aperture, distance=2 * grow)
+    # Aperture photometry on the flattened image: object grown by one spot radius, ring of two
+    # more radii (pixels of other objects excluded) for the residual background.
+    aperture = expand_labels(objects, distance=max(APERTURE_GROW * radius_px, 1.0))
+    ring = expand_labels(aperture, distance=max(RING_WIDTH * radius_px, 1.0))
     ring[aperture > 0] = 0
-    ap_sum = ndi.sum_labels(img, aperture, index)
-    ap_area = ndi.sum_labels(np.ones_like(img), aperture, index)
-    ring_med = np.asarray(ndi.median(img, ring, index), dtype=float)
-    has_ring = ndi.sum_labels(np.ones_like(img), ring, index) > 0
-    ring_med = np.where(has_ring, ring_med, ndi.minimum(img, aperture, index))
-    intensity = ap_sum - ring_med * ap_area
+    ring[(objects > 0) & (ring != objects)] = 0
+    z_best = None
+    if planes is None:
+        intensity = _aperture_intensity(flat, aperture, ring, index.size)
+    else:
+        per_plane = np.stack(
+            [
+                _aperture_intensity(_flatten(p.astype(np.float32), sigma, bg_size), aperture, ring, index.size)
+                for p in planes
+            ]
+        )
+        z_best = np.argmax(per_plane, axis=0)
+        zz = np.arange(per_plane.shape[0])[:, None]
+        near = np.abs(zz - z_best[None, :]) <= Z_HALF_WIDTH
+        intensity = np.where(near, per_plane, 0.0).sum(axis=0)
     area = ndi.sum_labels(np.ones_like(img), objects, index).astype(np.int64)
     peak = ndi.maximum(fg, objects, index)
     cy, cx = (np.asarray(c) for c in zip(*ndi.center_of_mass(np.clip(fg, 0, None), objects, index), strict=False))
@@ -302,12 +403,17 @@ def detect_spots(
 
     ratio = intensity / ref if np.isfinite(ref) and ref > 0 else np.ones_like(intensity)
     # Typical area of a single signal, from the reference population itself.
-    singles = candidates & (ratio < 1.5)
+    singles = candidates & (ratio > 0.5) & (ratio < 1.5)
     single_area_med = float(np.median(area[singles])) if singles.any() else single_area / 2
+    # Spread of the singles' intensities (robust CV): at low SNR a single can read 1.5-2 times
+    # the reference by noise alone, so the cluster cuts rise to 1 + CV_FACTOR x CV.
+    cv = _robust_sd(ratio[singles])[1] if singles.sum() >= 5 else 0.0
+    attrs["reference_cv"] = float(cv)
+    spread_cut = 1.0 + CV_FACTOR * cv
     # A one-maximum object is a cluster when it is much brighter than a single, or when it is
     # both brighter and clearly broader (a compact 2-3 copy blob whose sum reads low).
-    broad = (ratio >= BROAD_MIN_RATIO) & (area >= BROAD_AREA_FACTOR * single_area_med)
-    estimated = (n_max > 1) | (ratio >= CLUSTER_MIN_RATIO) | broad
+    broad = (ratio >= max(BROAD_MIN_RATIO, spread_cut)) & (area >= BROAD_AREA_FACTOR * single_area_med)
+    estimated = (n_max > 1) | (ratio >= max(CLUSTER_MIN_RATIO, spread_cut)) | broad
     est = np.maximum(np.rint(ratio), n_max)
     if cluster_mode == "fixed":
         est = np.where(
@@ -333,5 +439,7 @@ def detect_spots(
             "snr": (peak / max(fg_sd, 1e-6)).astype(float),
         }
     )
+    if z_best is not None:
+        table["z"] = z_best.astype(float)
     table.attrs.update(attrs)
     return table

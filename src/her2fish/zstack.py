@@ -1,7 +1,10 @@
 """Z-stack counting alternative: detect in every plane, then de-duplicate signals in 3-D.
 
 The default pipeline detects on the per-channel maximum-intensity projection, where a signal
-visible in several planes appears once and an out-of-focus signal keeps most of its peak. The
+visible in several planes appears once and an out-of-focus signal keeps most of its peak, and
+measures each signal in its brightest plane and the planes either side (``planes`` of
+:func:`her2fish.spots.detect_spots`; photometry on the projection itself reads singles low, as
+the maximum over noisy planes lifts the background and swallows their flanks). The
 alternative here detects in each plane, links detections of adjacent planes that lie within
 one signal diameter of each other (one signal seen in several planes), keeps the brightest
 (best-focus) detection of each chain and re-estimates cluster copies against a reference taken
