@@ -124,3 +124,9 @@ def test_ome_zarr_round_trip(tmp_path, field):
     np.testing.assert_array_equal(image.her2, img.her2)
     assert image.pixel_size_um == pytest.approx(0.1)
     assert image.channel_names == ("CEP17", "DAPI", "HER2")
+    from her2fish._napari._reader import napari_get_reader
+
+    layers = napari_get_reader(str(path))(str(path))
+    assert [meta["name"] for _, meta, _ in layers] == ["DAPI", "HER2", "CEP17"]
+    np.testing.assert_array_equal(layers[1][0], img.her2)
+    assert napari_get_reader(str(tmp_path)) is None  # a plain folder is not an image

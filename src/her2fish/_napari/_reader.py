@@ -49,14 +49,20 @@ def read_layers(path: str | os.PathLike) -> LayerData:
 
 
 def napari_get_reader(path: str | list[str]) -> Callable[[Any], LayerData] | None:
-    """Return a reader for a HER2 FISH TIFF, or None when her2fish cannot read it."""
+    """Return a reader for a HER2 FISH image, or None when her2fish cannot read it.
+
+    TIFF/OME-TIFF/ImageJ, PNG/JPEG colour composites (when they carry no pixel size they are
+    declined: open them with the widget instead), and with ``her2fish[formats]`` CZI, ND2, LIF
+    and OME-Zarr folders.
+    """
     if isinstance(path, list):
         if len(path) != 1:
             return None
         path = path[0]
     if not isinstance(path, (str, os.PathLike)):
         return None
-    if not str(path).lower().endswith(SUPPORTED_SUFFIXES):
+    name = str(path).lower().rstrip("/\\")
+    if not (name.endswith(SUPPORTED_SUFFIXES) or name.endswith(".zarr")):
         return None
     try:
         read_image(path)
