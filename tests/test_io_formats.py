@@ -130,3 +130,13 @@ def test_ome_zarr_round_trip(tmp_path, field):
     assert [meta["name"] for _, meta, _ in layers] == ["DAPI", "HER2", "CEP17"]
     np.testing.assert_array_equal(layers[1][0], img.her2)
     assert napari_get_reader(str(tmp_path)) is None  # a plain folder is not an image
+
+
+def test_bioio_path_refuses_images_too_large_for_memory(sample_paths, monkeypatch):
+    pytest.importorskip("bioio")
+    pytest.importorskip("bioio_ome_tiff")
+    import her2fish.io
+
+    monkeypatch.setattr(her2fish.io, "MAX_IMAGE_BYTES", 1000)
+    with pytest.raises(ValueError, match="GiB"):
+        read_vendor(sample_paths[0])

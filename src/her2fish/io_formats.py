@@ -39,6 +39,10 @@ _BIOIO_PLUGIN = {".czi": "bioio-czi", ".nd2": "bioio-nd2", ".lif": "bioio-lif",
                  ".zarr": "bioio-ome-zarr", ".tif": "bioio-ome-tiff", ".tiff": "bioio-ome-tiff"}
 
 
+class _TooLarge(Exception):
+    """Internal: the image declares more pixels than her2fish reads into memory."""
+
+
 class DynamicRangeWarning(UserWarning):
     """The image's encoding limits counting: lossy compression or a saturated 8-bit range."""
 
@@ -142,9 +146,22 @@ def read_vendor(
         image = BioImage(source)
         if scene:
             image.set_scene(scene)
+        from . import io as _io
+
+        dims = image.dims
+        n_bytes = dims.Z * dims.C * dims.Y * dims.X * np.dtype(image.dtype).itemsize
+        if n_bytes > _io.MAX_IMAGE_BYTES:
+            raise _TooLarge(
+                f"{source} holds {dims.C}x{dims.Z}x{dims.Y}x{dims.X} {np.dtype(image.dtype)} pixels "
+                f"per time point ({n_bytes / 1024**3:.1f} GiB), more than the "
+                f"{_io.MAX_IMAGE_BYTES / 1024**3:.0f} GiB that her2fish reads into memory; crop "
+                "the field or export a smaller region"
+            )
         data = np.asarray(image.get_image_data("ZCYX", T=0))
         names = tuple(str(n) if n is not None else "" for n in (image.channel_names or []))
         sizes = image.physical_pixel_sizes
+    except _TooLarge as exc:
+        raise ValueError(str(exc)) from None
     except ImportError as exc:
         raise ValueError(
             f"reading {Path(source).name} needs {plugin}: pip install 'her2fish[formats]'"
