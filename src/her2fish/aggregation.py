@@ -7,6 +7,7 @@ import pandas as pd
 from skimage.segmentation import expand_labels
 
 from .models import CELLS_COLUMNS
+from .segmentation_flags import FLAG_ORDER
 
 __all__ = ["assign_spots", "cell_table", "join_reasons", "CELL_TABLE_COLUMNS"]
 
@@ -20,20 +21,8 @@ CELL_TABLE_COLUMNS = CELLS_COLUMNS[1:] + (
     "touches_border",
 )
 
-_REASON_ORDER = (
-    "touches_border",
-    "too_small",
-    "too_large",
-    "overlapping",
-    "low_solidity",
-    "damaged",
-    "out_of_focus",
-    "empty",
-    "no_signals",
-    "no_her2_signal",
-    "no_cep17_signal",
-    "manual",
-)
+#: Segmentation's reasons first (in its order), then the signal and review reasons.
+_REASON_ORDER = FLAG_ORDER + ("no_signals", "no_her2_signal", "no_cep17_signal", "manual")
 
 
 def join_reasons(*reason_lists: str) -> str:

@@ -39,7 +39,7 @@ from .batch_store import (
 )
 from .cases import CaseInfo, case_from_name, score_cases
 from .config import resolve_rules
-from .export import write_json
+from .export import require_parquet, write_json
 from .interop import EXPORTS, IMAGE_EXPORTS
 from .io import SUPPORTED_SUFFIXES
 from .journal import JOURNAL_NAME
@@ -299,12 +299,7 @@ def run_batch(
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: choose one")
     if fmt == "parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ValueError(
-                "Parquet output needs pyarrow: pip install 'her2fish[parquet]' or use --format csv"
-            ) from exc
+        require_parquet()  # before any scoring, not at the end
     rules = resolve_rules(config)
     exports = tuple(dict.fromkeys(exports))
     unknown = sorted(set(exports) - set(EXPORTS))

@@ -147,6 +147,24 @@ _EXACT_FLOATS: dict[str, Any] = (
 )
 
 
+def software_environment() -> dict[str, str]:
+    """Python, platform and library versions recorded in run.json."""
+    import numpy
+    import scipy
+    import skimage
+    import tifffile
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "scikit-image": skimage.__version__,
+        "tifffile": tifffile.__version__,
+        "pandas": pd.__version__,
+    }
+
+
 def run_record(
     entries: list[dict[str, Any]],
     images: pd.DataFrame,
@@ -158,10 +176,6 @@ def run_record(
     n_resumed: int,
 ) -> dict[str, Any]:
     """The contents of run.json, from the journal entries of the images in input order."""
-    import numpy
-    import scipy
-    import skimage
-    import tifffile
 
     return {
         "software": "her2fish",
@@ -173,15 +187,7 @@ def run_record(
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "parameters": parameters,
         "rule_set": rule_set,
-        "environment": {
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "numpy": numpy.__version__,
-            "scipy": scipy.__version__,
-            "scikit-image": skimage.__version__,
-            "tifffile": tifffile.__version__,
-            "pandas": pd.__version__,
-        },
+        "environment": software_environment(),
         "n_images": len(entries),
         "n_failed": int((images["status"] == "error").sum()),
         "n_resumed": n_resumed,

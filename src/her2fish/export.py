@@ -23,6 +23,7 @@ __all__ = [
     "FORMATS",
     "IMAGES_EXTRA_COLUMNS",
     "atomic_write",
+    "require_parquet",
     "write_table",
     "write_json",
     "images_row",
@@ -83,17 +84,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return path
 
 
+def require_parquet() -> None:
+    """Raise a ValueError naming the extra when pyarrow (Parquet output) is missing."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ValueError(
+            "Parquet output needs pyarrow: pip install 'her2fish[parquet]' or use --format csv"
+        ) from exc
+
+
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, *, fmt: str = "csv") -> Path:
     """Write a table atomically as CSV (UTF-8, no index) or Parquet."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     if fmt == "parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ValueError(
-                "Parquet output needs pyarrow: pip install 'her2fish[parquet]' or use --format csv"
-            ) from exc
+        require_parquet()
         return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
     return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"))
 

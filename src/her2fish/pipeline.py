@@ -18,7 +18,7 @@ from . import io
 from .aggregation import assign_spots, cell_table
 from .clusters import debris_flags
 from .config import resolve_rules
-from .models import FishImage, PipelineConfig
+from .models import SPOTS_COLUMNS, FishImage, PipelineConfig
 from .scoring import score_cells
 from .segmentation import segment_nuclei
 from .spots import detect_spots
@@ -26,15 +26,7 @@ from .spots import detect_spots
 __all__ = ["ScoreResult", "score_image", "SPOTS_OUTPUT_COLUMNS"]
 
 #: Columns of ``ScoreResult.spots`` (spots.csv without the leading ``image`` column, plus extras).
-SPOTS_OUTPUT_COLUMNS = (
-    "channel",
-    "y",
-    "x",
-    "z",
-    "intensity",
-    "copies",
-    "cluster",
-    "cell_id",
+SPOTS_OUTPUT_COLUMNS = SPOTS_COLUMNS[1:] + (
     "n_maxima",
     "copies_estimate",
     "capped",

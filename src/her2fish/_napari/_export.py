@@ -8,17 +8,13 @@ last, so ``"complete": true`` vouches for the tables beside it, as for the CLI.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import platform
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from .. import __version__
+from ..batch_store import file_sha256, software_environment
 from ..config import resolve_rules
 from ..export import (
     FORMATS,
@@ -40,30 +36,9 @@ WIDGET_COMMAND = "napari: her2fish > Score HER2 FISH > Export"
 
 def _sha256(path: Path) -> str | None:
     try:
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
-
-
-def _environment() -> dict[str, str]:
-    import numpy
-    import scipy
-    import skimage
-    import tifffile
-
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "scikit-image": skimage.__version__,
-        "tifffile": tifffile.__version__,
-        "pandas": pd.__version__,
-    }
 
 
 def run_record(
@@ -107,7 +82,7 @@ def run_record(
             "format": fmt,
         },
         "rule_set": {"name": rules.name, "rules": rules.table().to_dict(orient="records")},
-        "environment": _environment(),
+        "environment": software_environment(),
         "n_images": 1,
         "n_failed": 0,
         "inputs": [
