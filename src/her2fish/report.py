@@ -8,8 +8,11 @@ the flags with their meaning, the count-until-decided status, the per-cell HER2-
 a summary and list of the edits, and the software version and parameters.
 
 It is made from a review session file (``*.her2fish-review.json``) or from an output folder
-(``her2fish score`` or a reviewed export). Figures need matplotlib (``pip install
-'her2fish[report]'``); it is imported only when a report is written.
+(``her2fish score`` or a reviewed export). With ``--case ID`` (:func:`case_report_data`) the
+report covers a whole case of an output folder: the pooled score of all its fields, each field's
+contribution, the populations listed separately and the review status of every field (see
+:mod:`her2fish.report_case`). Figures need matplotlib (``pip install 'her2fish[report]'``); it is
+imported only when a report is written.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from .report_case import CaseReportData, case_report_data, known_cases
 from .report_text import Section, report_sections
 
-__all__ = ["ReportData", "report_data_from_session", "report_data_from_results", "load_report_data",
-           "write_html", "write_pdf", "get_report_parser", "report_main", "Section", "report_sections"]  # fmt: skip
+__all__ = ["ReportData", "CaseReportData", "report_data_from_session", "report_data_from_results",
+           "load_report_data", "case_report_data", "known_cases", "write_html", "write_pdf",
+           "get_report_parser", "report_main", "Section", "report_sections"]  # fmt: skip
 
 
 @dataclass
@@ -167,8 +172,12 @@ def load_report_data(source: str | os.PathLike, *, image: str | None = None,
     return report_data_from_session(session, rule_sets=rule_sets, case_id=case_id, max_gallery=max_gallery)
 
 
-def write_html(data: ReportData, path: str | os.PathLike) -> Path:
-    """Write the report as one self-contained HTML file (figures embedded)."""
+def write_html(data: ReportData | CaseReportData, path: str | os.PathLike) -> Path:
+    """Write the report (of an image, or of a case) as one self-contained HTML file (figures embedded)."""
+    if isinstance(data, CaseReportData):
+        from .report_case import write_case_html
+
+        return write_case_html(data, path)
     from .export import atomic_write
     from .report_figures import (
         gallery_figures,
@@ -187,8 +196,12 @@ def write_html(data: ReportData, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def write_pdf(data: ReportData, path: str | os.PathLike) -> Path:
-    """Write the report as a multi-page A4 PDF (matplotlib's PDF backend)."""
+def write_pdf(data: ReportData | CaseReportData, path: str | os.PathLike) -> Path:
+    """Write the report (of an image, or of a case) as a multi-page A4 PDF (matplotlib's PDF backend)."""
+    if isinstance(data, CaseReportData):
+        from .report_case import write_case_pdf
+
+        return write_case_pdf(data, path)
     from .export import atomic_write
     from .report_figures import pdf_pages
 
@@ -199,22 +212,51 @@ def get_report_parser() -> argparse.ArgumentParser:
     """Parser of ``her2fish report`` (also usable as its own program)."""
     parser = argparse.ArgumentParser(
         prog="her2fish report",
-        description="Write the sign-out report (PDF, optionally HTML) of a review session file "
-        "or of one image of an output folder.",
+        description="Write the sign-out report (PDF and/or HTML) of a review session file, of one "
+        "image of an output folder, or of a whole case of an output folder (--case).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("source", metavar="SESSION_OR_RESULT_DIR",
                         help="a *.her2fish-review.json session file, or an output folder")  # fmt: skip
-    parser.add_argument("--out", "-o", required=True, metavar="REPORT.pdf", help="PDF to write")
-    parser.add_argument("--html", metavar="REPORT.html", help="also write a self-contained HTML report")
-    parser.add_argument("--image", metavar="NAME", help="image name (needed for folders with several images)")
+    parser.add_argument("--out", "-o", metavar="REPORT.pdf",
+                        help="report file; other formats get the same name with their suffix "
+                        "(default with --case: RESULT_DIR/reports/case-ID.pdf; required otherwise)")  # fmt: skip
+    parser.add_argument("--format", default="pdf", metavar="FORMATS", help="comma-separated: pdf, html")
+    parser.add_argument("--html", metavar="REPORT.html", help="also write a self-contained HTML report here")
+    target = parser.add_argument_group("what to report on (output folders)")
+    target.add_argument("--image", metavar="NAME", help="image name (needed for folders with several images)")
+    target.add_argument("--case", metavar="CASE_ID",
+                        help="report on a whole case: the pooled score of its fields (see cases.csv)")  # fmt: skip
+    target.add_argument("--no-reviews", action="store_true",
+                        help="with --case: ignore review session files next to the images")  # fmt: skip
     parser.add_argument("--rule-sets", metavar="NAMES", default="",
                         help="extra rule sets to report calls for, comma-separated "
                         "(asco_cap_2018, gastric, colorectal); the run's own rule set is always shown")  # fmt: skip
-    parser.add_argument("--case-id", metavar="ID", help="case / specimen identifier to print")
+    parser.add_argument("--case-id", metavar="ID", help="case / specimen identifier to print (image reports)")
     parser.add_argument("--max-gallery", type=int, default=48, metavar="N",
                         help="most nuclei shown in the gallery (0 = no gallery)")  # fmt: skip
     return parser
+
+
+def _safe_name(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text).strip(".") or "case"
+
+
+def _targets(args: argparse.Namespace) -> dict[str, Path]:
+    formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
+    unknown = sorted(set(formats) - {"pdf", "html"})
+    if unknown or not formats:
+        raise ValueError(f"--format {args.format!r}: choose pdf, html or pdf,html")
+    if args.out:
+        base = Path(args.out)
+    elif args.case is not None:
+        base = Path(args.source) / "reports" / f"case-{_safe_name(args.case)}.pdf"
+    else:
+        raise ValueError("--out is required (the report file to write)")
+    targets = {f: base if base.suffix.lower() == f".{f}" else base.with_suffix(f".{f}") for f in formats}
+    if args.html:
+        targets["html"] = Path(args.html)
+    return targets
 
 
 def report_main(argv: Sequence[str] | None = None) -> int:
@@ -224,13 +266,20 @@ def report_main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.max_gallery < 0:
             raise ValueError("--max-gallery must be >= 0")
+        targets = _targets(args)
         names = [n.strip() for n in args.rule_sets.split(",") if n.strip()]
-        data = load_report_data(args.source, image=args.image, rule_sets=names, case_id=args.case_id,
-                                max_gallery=args.max_gallery)  # fmt: skip
-        pdf = write_pdf(data, args.out)
-        written = [str(pdf)]
-        if args.html:
-            written.append(str(write_html(data, args.html)))
+        if args.case is not None:
+            if not Path(args.source).is_dir():
+                raise ValueError(f"--case needs an output folder of 'her2fish score', not {args.source}")
+            if args.image:
+                raise ValueError("--case and --image exclude each other: a case report covers all its images")
+            data: Any = case_report_data(args.source, args.case, rule_sets=names, max_gallery=args.max_gallery,
+                                         use_reviews=not args.no_reviews)  # fmt: skip
+        else:
+            data = _image_data(args, names)
+        for target in targets.values():
+            target.parent.mkdir(parents=True, exist_ok=True)
+        written = [str((write_pdf if fmt_ == "pdf" else write_html)(data, path)) for fmt_, path in targets.items()]
     except ImportError as exc:
         print(f"her2fish report: error: {exc}", file=sys.stderr)
         return 2
@@ -239,6 +288,23 @@ def report_main(argv: Sequence[str] | None = None) -> int:
         return 2
     print("report written: " + ", ".join(written))
     return 0
+
+
+def _image_data(args: argparse.Namespace, names: list[str]) -> ReportData:
+    try:
+        return load_report_data(args.source, image=args.image, rule_sets=names, case_id=args.case_id,
+                                max_gallery=args.max_gallery)  # fmt: skip
+    except ValueError as exc:
+        # a folder of several images: say that a whole case can be reported too
+        if args.image is None and Path(args.source).is_dir() and "scored images" in str(exc):
+            try:
+                cases = known_cases(args.source)
+            except (OSError, ValueError):
+                cases = []
+            if cases:
+                raise ValueError(f"{exc}; or report on a whole case with --case "
+                                 f"(one of: {', '.join(cases)})") from None  # fmt: skip
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["require_matplotlib", "plots_figure", "heterogeneity_figure", "gallery_figures", "composite", "to_svg", "to_png_b64",
-           "pdf_pages"]  # fmt: skip
+__all__ = ["require_matplotlib", "plots_figure", "heterogeneity_figure", "gallery_figures", "nucleus_tiles",
+           "mosaic_pages", "composite", "to_svg", "to_png_b64", "pdf_pages", "fields_figure",
+           "case_gallery_figures"]  # fmt: skip
 
 _A4 = (8.27, 11.69)
 _MARGIN = 0.6  # inches
@@ -121,53 +122,72 @@ def _crop(rgb: np.ndarray, y: float, x: float, side: int) -> tuple[np.ndarray, t
 
 
 def gallery_figures(data: Any, *, columns: int = 6, rows: int = 8) -> list[Any]:
-    """A4 pages of composite crops of the scored nuclei (at most ``data.max_gallery``).
-
-    Each page is one mosaic image (one axes) with the labels drawn as text: much faster to
-    render than one axes per nucleus.
-    """
+    """A4 pages of composite crops of the scored nuclei (at most ``data.max_gallery``)."""
     if data.image is None or data.max_gallery == 0:
         return []
-    from skimage.segmentation import find_boundaries
-
     scored = _scored(data).sort_values("cell_id").head(data.max_gallery)
     if not len(scored):
         return []
     px = float(data.image.pixel_size_um)
     side = int(np.clip(1.25 * 2 * math.sqrt(float(scored["area_um2"].max()) / math.pi) / px, 48, 400))
-    gap, band = max(2, side // 20), max(8, side // 6)  # between tiles; label band above a tile
-    rgb = composite(data.image, data.labels)
+    tiles = nucleus_tiles(data.image, data.labels, scored, side)
     total = int(_scored(data).shape[0])
     shown = f"{len(scored)} of {total}" if len(scored) < total else f"all {total}"
+    return mosaic_pages(tiles, f"Scored nuclei of {data.name} ({shown}): DAPI blue, HER2 red, CEP17 green.\n"
+                        "H / C = HER2 / CEP17 copies counted; * = edited in review", columns=columns, rows=rows)  # fmt: skip
+
+
+def nucleus_tiles(image: Any, labels: np.ndarray | None, cells: Any, side: int,
+                  prefix: str = "") -> list[tuple[np.ndarray, str, bool]]:  # fmt: skip
+    """(crop, label text, edited) of each row of ``cells`` (``side`` x ``side`` px composites)."""
+    from skimage.segmentation import find_boundaries
+
+    rgb = composite(image, labels)
+    tiles = []
+    for row in cells.itertuples():
+        crop, _ = _crop(rgb, row.y, row.x, side)
+        if labels is not None:
+            lab, _ = _crop(labels[..., None].astype(np.float32), row.y, row.x, side)
+            edge = find_boundaries(lab[..., 0] == row.cell_id, mode="inner")
+            crop[edge] = 0.5 * crop[edge] + 0.5
+        flag = getattr(row, "edited", False)
+        edited = isinstance(flag, (bool, np.bool_)) and bool(flag)
+        text = f"{prefix}#{row.cell_id}  H{row.her2_count} / C{row.cep17_count}" + (" *" if edited else "")
+        tiles.append((crop, text, edited))
+    return tiles
+
+
+def mosaic_pages(tiles: list[tuple[np.ndarray, str, bool]], title: str, *, columns: int = 6,
+                 rows: int = 8) -> list[Any]:  # fmt: skip
+    """A4 pages laying out equal-size ``tiles`` (crop, label, edited) in a grid.
+
+    Each page is one mosaic image (one axes) with the labels drawn as text: much faster to
+    render than one axes per nucleus.
+    """
+    if not tiles:
+        return []
+    side = tiles[0][0].shape[0]
+    gap, band = max(2, side // 20), max(8, side // 6)  # between tiles; label band above a tile
     per_page = columns * rows
     figs = []
-    for start in range(0, len(scored), per_page):
-        chunk = scored.iloc[start:start + per_page]
+    for start in range(0, len(tiles), per_page):
+        chunk = tiles[start:start + per_page]
         n_rows = min(rows, -(-len(chunk) // columns))
         mosaic = np.ones((n_rows * (side + band + gap), columns * (side + gap), 3), np.float32)
         fig = _figure(_A4)
         ax = fig.add_axes((0.04, 0.04, 0.92, 0.89))
         labels = []
-        for k, row in enumerate(chunk.itertuples()):
-            crop, _ = _crop(rgb, row.y, row.x, side)
-            if data.labels is not None:
-                lab, _ = _crop(data.labels[..., None].astype(np.float32), row.y, row.x, side)
-                edge = find_boundaries(lab[..., 0] == row.cell_id, mode="inner")
-                crop[edge] = 0.5 * crop[edge] + 0.5
+        for k, (crop, text, edited) in enumerate(chunk):
             r, c = divmod(k, columns)
             y0, x0 = r * (side + band + gap) + band, c * (side + gap)
             mosaic[y0:y0 + side, x0:x0 + side] = crop
-            flag = getattr(row, "edited", False)
-            edited = isinstance(flag, (bool, np.bool_)) and bool(flag)
-            text = f"#{row.cell_id}  H{row.her2_count} / C{row.cep17_count}" + (" *" if edited else "")
             labels.append((x0 + side / 2, y0 - band / 2, text, edited))
         ax.imshow(mosaic, interpolation="nearest")
         ax.set_axis_off()
         for x, y, text, edited in labels:
             ax.text(x, y, text, ha="center", va="center", fontsize=6.5,
                     color=_EDIT_COLOUR if edited else "black")  # fmt: skip
-        fig.suptitle(f"Scored nuclei of {data.name} ({shown}): DAPI blue, HER2 red, CEP17 green.\n"
-                     "H / C = HER2 / CEP17 copies counted; * = edited in review", fontsize=8.5)  # fmt: skip
+        fig.suptitle(title, fontsize=8.5)
         figs.append(fig)
     return figs
 
@@ -240,16 +260,20 @@ class _Pager:
                     self.text(piece, size=8.5)
 
 
-def pdf_pages(data: Any, sections: list[Any], path: Any) -> None:
-    """Write the report PDF: text, plots, gallery, then the audit log and parameters."""
+def pdf_pages(data: Any, sections: list[Any], path: Any, *, title: str = "",
+              figures: list[Any] | None = None, subtitle: str | None = None) -> None:  # fmt: skip
+    """Write the report PDF: text, figures (default: plots, heterogeneity, gallery), then the
+    audit log and parameters."""
     require_matplotlib()
     from matplotlib.backends.backend_pdf import PdfPages
 
-    from .report_text import DISCLAIMER
+    from .report_text import DISCLAIMER, TITLE
 
     front = _Pager()
-    front.text("HER2/CEP17 dual-probe FISH: sign-out report", size=16, weight="bold", gap=1.6)
-    front.text(f"{data.case_id + '  ·  ' if data.case_id else ''}{data.name}", size=11, gap=1.6)
+    front.text(title or TITLE, size=16, weight="bold", gap=1.6)
+    if subtitle is None:
+        subtitle = f"{data.case_id + '  ·  ' if data.case_id else ''}{data.name}"
+    front.text(subtitle, size=11, gap=1.6)
     for piece in textwrap.wrap(DISCLAIMER, 100):
         front.text(piece, size=8.5, color="#a00000")
     for sec in sections:
@@ -259,9 +283,10 @@ def pdf_pages(data: Any, sections: list[Any], path: Any) -> None:
     for sec in sections:
         if sec.part == "back":
             back.section(sec)
-    figs = front.figs + [plots_figure(data, vertical=True), heterogeneity_figure(data)]
-    figs += gallery_figures(data) + back.figs
-    reviewer = (data.signoff or {}).get("reviewer") or ""
+    if figures is None:
+        figures = [plots_figure(data, vertical=True), heterogeneity_figure(data), *gallery_figures(data)]
+    figs = front.figs + list(figures) + back.figs
+    reviewer = (getattr(data, "signoff", None) or {}).get("reviewer") or ""
     meta = {"Title": f"HER2 FISH report {data.name}", "Author": reviewer,
             "Subject": f"case {data.case_id}", "Creator": f"her2fish {data.software_version}"}  # fmt: skip
     with PdfPages(path, metadata=meta) as pdf:
@@ -334,3 +359,62 @@ def heterogeneity_figure(data: Any) -> Any:
     for k, text in enumerate(lines):
         fig.text(0.08, 0.36 - 0.025 * k, text, fontsize=9, weight="bold" if k == 0 else "normal")
     return fig
+
+
+# --------------------------------------------------------------------------------- case report
+def fields_figure(data: Any) -> Any:
+    """Forest plot: each field's ratio and GCN with 95 % CIs, the pooled values and the cut-offs."""
+    fig = _figure(_A4)
+    f = data.fields[data.fields["n_cells_scored"] > 0]
+    y = np.arange(len(f))[::-1]
+    axes = fig.subplots(2, 1)
+    fig.subplots_adjust(left=0.16, right=0.95, top=0.92, bottom=0.08, hspace=0.3)
+    s = data.summary
+    for ax, key, lo, hi, pooled, cuts, label in (
+        (axes[0], "her2_cep17_ratio", "ratio_ci_low", "ratio_ci_high", s.get("her2_cep17_ratio"),
+         (data.rules.ratio_positive.value,), "HER2/CEP17 ratio"),
+        (axes[1], "mean_her2_per_cell", "mean_her2_ci_low", "mean_her2_ci_high", s.get("mean_her2_per_cell"),
+         (4.0, 6.0, data.rules.s1613_gcn.value), "mean HER2 per cell (GCN)"),
+    ):  # fmt: skip
+        v = f[key].to_numpy(float)
+        err = np.vstack([v - f[lo].to_numpy(float), f[hi].to_numpy(float) - v])
+        colours = [_EDIT_COLOUR if d else "#1f77b4" for d in f["differs_from_rest"]]
+        for k in range(len(f)):
+            ax.errorbar(v[k], y[k], xerr=np.nan_to_num(err[:, k : k + 1]), fmt="o", color=colours[k], capsize=3)
+        top = max([*np.nan_to_num(f[hi].to_numpy(float)), float(pooled or 0), 1.0]) * 1.1
+        for cut in cuts:
+            if cut <= top * 1.5:
+                ax.axvline(cut, color="#c00000", ls="--", lw=1)
+        if pooled is not None:
+            ax.axvline(pooled, color="#555", ls=":", lw=1.2, label=f"pooled {pooled:.2f}")
+            ax.legend(fontsize=8, loc="lower right")
+        ax.set_yticks(y, [f"{a} (n={n})" for a, n in zip(f["field"], f["n_cells_scored"], strict=True)])
+        ax.set(xlabel=label + " (95 % CI)", xlim=(0, top), ylim=(-0.7, len(f) - 0.3))
+    axes[0].set_title(f"Fields of case {data.case_id}: orange = differs from the rest (CIs do not overlap)",
+                      fontsize=10)  # fmt: skip
+    return fig
+
+
+def case_gallery_figures(data: Any) -> list[Any]:
+    """Gallery pages of scored nuclei across the fields (at most ``max_gallery``, shared out)."""
+    ready = [f for f in data.fields.itertuples() if f.image in data.images and f.n_cells_scored > 0]
+    if data.max_gallery == 0 or not ready:
+        return []
+    scored = data.cells[data.cells["evaluable"]]
+    quota = {f.image: 0 for f in ready}
+    left = {f.image: f.n_cells_scored for f in ready}
+    while sum(quota.values()) < data.max_gallery and any(left.values()):
+        for name in quota:  # round robin: every field is shown
+            if left[name] and sum(quota.values()) < data.max_gallery:
+                quota[name] += 1
+                left[name] -= 1
+    picks = {f.image: scored[scored["image"] == f.image].sort_values("cell_id").head(quota[f.image]) for f in ready}
+    side = max(2 * np.sqrt(float(p["area_um2"].max()) / np.pi) / float(data.images[n].pixel_size_um)
+               for n, p in picks.items())  # fmt: skip
+    side = int(np.clip(1.25 * side, 48, 400))
+    tiles = []
+    for f in ready:
+        tiles += nucleus_tiles(data.images[f.image], data.labels.get(f.image), picks[f.image], side, f"{f.field} ")
+    total = len(scored)
+    return mosaic_pages(tiles, f"Scored nuclei of case {data.case_id} ({len(tiles)} of {total}, by field F1..): DAPI "
+                        "blue, HER2 red, CEP17 green.\nH / C = HER2 / CEP17 copies counted; * = edited in review")  # fmt: skip
