@@ -14,7 +14,7 @@ def test_manifest_is_valid_and_its_commands_import():
     assert manifest.name == "her2fish"
     manifest.validate_imports()
     contributions = manifest.contributions
-    assert [w.display_name for w in contributions.widgets] == ["Score HER2 FISH"]
+    assert [w.display_name for w in contributions.widgets] == ["Score HER2 FISH", "Review HER2 FISH"]
     assert [s.key for s in contributions.sample_data] == list(SAMPLES)
     assert [s.display_name for s in contributions.sample_data] == [v[1] for v in SAMPLES.values()]
     assert len(contributions.readers) == 1

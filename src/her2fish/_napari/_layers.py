@@ -11,7 +11,11 @@ tuples to the viewer, and tests can check them headless.
   per-cell HER2/CEP17 ratio, for the heterogeneity of HER2 across the field.
 - ``HER2 signals`` / ``CEP17 signals``: Points layers, one point per signal object. Clusters
   are drawn larger (area grows with the copy estimate) and labelled with their copies; signals
-  outside every nucleus (not counted) are grey. ``features`` holds the spots.csv columns.
+  outside every nucleus (not counted) are grey. ``features`` holds the spots.csv columns (and
+  ``spot_id`` for a review session).
+
+The functions read only ``name``, ``cells``, ``spots``, ``labels``, ``config`` and ``image`` of
+the result, so a :class:`~her2fish.review.ReviewSession` (its current state) works as well.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ _NUCLEI_FEATURES = (
     "x",
 )
 _SPOT_FEATURES = (
+    "spot_id",
     "channel",
     "cell_id",
     "copies",
