@@ -13,18 +13,31 @@ Method
    the PSF scale): dim single signals at low SNR rather than noise. With bright signals nothing
    changes. A manual ``threshold`` (same units, reported back) overrides both levels.
 3. **Maxima.** Local maxima of the filtered image above the threshold, with a minimum distance of
-   one signal diameter: two maxima closer than that are one signal (clinical-rules S1).
-4. **Objects.** A local background (grey opening wider than the largest cluster, then smoothed) is
-   subtracted; connected regions of the smoothed foreground above ``OBJECT_K`` noise SDs that hold
-   at least one accepted maximum are the signal objects (a single spot, a split signal, or a
-   cluster of fused copies).
+   one signal diameter: two maxima closer than that are one signal (clinical-rules S1). These
+   *accepted maxima* decide whether there is a signal and give ``n_maxima``.
+4. **Resolved maxima and objects.** Where touching signals are: maxima of a finer LoG (sigma
+   ``FINE_SIGMA_FRACTION`` x the signal diameter, one signal radius apart) that stand
+   ``FINE_K`` robust SDs above the median of their own tile (``TILE_UM``: bright cells, tissue
+   autofluorescence and uneven illumination each get their own noise level) and reach
+   ``FINE_RELATIVE`` x the typical one; an accepted maximum with none within one signal
+   diameter is resolved itself when it also stands ``LONE_TILE_K`` tile SDs out (or came from
+   the second level) and reaches ``LONE_RELATIVE`` x the typical accepted response.
+   ``find_maxima(..., resolved=True)`` returns them. A local background (grey opening wider
+   than the largest cluster, then smoothed) is subtracted; the connected regions of the smoothed
+   foreground above ``OBJECT_K`` noise SDs that hold a resolved maximum are split into one watershed basin per
+   resolved maximum, and basins whose maxima lie within one signal diameter (S1) or whose saddle
+   stays above ``SPLIT_SADDLE`` of the weaker peak (lumps of one cluster) are merged
+   (:func:`her2fish.clusters.group_maxima`): the signal objects (a single spot, a split signal,
+   or a cluster of fused copies), touching singles and a single beside a cluster apart.
 5. **Photometry.** The image is flattened: a morphological background (grey opening, wider than
    the largest cluster, of the image smoothed at the LoG scale) follows nuclear borders and
    illumination without a blur that would round them off, and is subtracted. Each object's
    integrated intensity is the sum of the flattened image over an aperture (the object grown by
-   one spot radius) minus the aperture area times the sigma-clipped mean of the flattened image
-   in a ring two radii wide around it (a mean, not a median: on integer camera counts a median
-   is biased by up to half a count per pixel, which a single signal's aperture multiplies).
+   one spot radius; for a compact single-looking object a disc of ``DISC_RADII`` radii around its
+   centroid, whose outline does not follow the noise) minus the aperture area times the
+   sigma-clipped mean of the flattened image in a ring two radii wide around it (a mean, not a
+   median: on integer camera counts a median is biased by up to half a count per pixel, which a
+   single signal's aperture multiplies).
    Singles and clusters are measured the same way, so the ratio of their intensities is the
    ratio of their copies. With ``planes`` (the z-stack of this channel), objects and positions
    come from ``image`` (the projection) and each object's intensity is measured in the plane
@@ -47,15 +60,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
-from skimage.segmentation import expand_labels
+from scipy.spatial import cKDTree
 
-from .clusters import robust_mode, single_signal_reference
+from .clusters import group_maxima, robust_mode, single_signal_reference
 
 __all__ = [
     "SPOT_TABLE_COLUMNS",
     "THRESHOLD_K",
     "CLUSTER_MIN_RATIO",
     "detect_spots",
+    "find_maxima",
     "single_signal_reference",
 ]
 
@@ -102,6 +116,27 @@ APERTURE_GROW, RING_WIDTH = 1.0, 2.0
 TREND_SIZES = 4
 #: Ring background: pixels further than this many SDs from the ring mean are dropped (twice).
 RING_CLIP = 3.0
+#: Photometry of compact single-looking objects (one maximum, at most a single's disc in area, at
+#: most DISC_MAX_RATIO x the typical foreground mass): a disc of DISC_RADII signal radii around
+#: the object's centroid instead of the grown object, whose noise-traced outline biases a single
+#: a few per cent high (more at low SNR) against a cluster.
+DISC_MAX_RATIO, DISC_RADII = 1.5, 2.0
+#: Resolved maxima (where touching signals are): LoG sigma as a fraction of the signal diameter,
+#: robust SDs above the median, and fraction of the typical response.
+FINE_SIGMA_FRACTION, FINE_K, FINE_RELATIVE = 0.25, 6.0, 0.4
+#: Tile size (micrometres) of the local noise level of the resolved-maxima filter.
+TILE_UM = 4.8
+#: Tile statistics use every TILE_STEP-th pixel of a tile in each direction.
+TILE_STEP = 2
+#: An accepted maximum with no resolved maximum within one signal diameter is resolved itself
+#: when it is LONE_TILE_K robust SDs above the median of its tile (or came from the second
+#: level) and at least LONE_RELATIVE x the typical tile-level response of the accepted maxima.
+LONE_TILE_K, LONE_RELATIVE = 5.0, 0.4
+#: Touching signals are separate objects when the saddle between them is below this fraction of
+#: the weaker peak (in the smoothed foreground); a cluster's lumps stay one object.
+SPLIT_SADDLE = 0.5
+#: Local background: opening width (micrometres), wider than the largest cluster.
+BACKGROUND_UM = 2.5
 
 _MAD_TO_SD = 1.4826
 
@@ -198,15 +233,83 @@ def _flatten(img: np.ndarray, sigma: float, size: int) -> np.ndarray:
     return img - trend - ndi.grey_opening(smooth - trend, size=(size, size))
 
 
+class _Labels:
+    """Per-label sums and maxima over the labelled pixels only (labels 1..n, all present)."""
+
+    def __init__(self, labels: np.ndarray, n: int):
+        self.n, self.shape = n, labels.shape
+        self.idx = np.flatnonzero(labels)
+        self.lab = labels.ravel()[self.idx]
+        self.y, self.x = np.divmod(self.idx, labels.shape[1])
+
+    def sum(self, values: np.ndarray | None = None) -> np.ndarray:
+        weights = None if values is None else np.asarray(values).ravel()[self.idx].astype(float)
+        return np.bincount(self.lab, weights=weights, minlength=self.n + 1)[1:].astype(float)
+
+    def max(self, values: np.ndarray) -> np.ndarray:
+        v = np.asarray(values).ravel()[self.idx]
+        order = np.lexsort((v, self.lab))  # by label, then value: the last of each run is its max
+        last = np.flatnonzero(np.r_[self.lab[order][1:] != self.lab[order][:-1], True])
+        out = np.full(self.n, np.nan)
+        out[self.lab[order][last] - 1] = v[order][last]
+        return out
+
+    def centroid(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w = np.asarray(weights).ravel()[self.idx].astype(float)
+        mass = np.bincount(self.lab, weights=w, minlength=self.n + 1)[1:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cy = np.bincount(self.lab, weights=w * self.y, minlength=self.n + 1)[1:] / mass
+            cx = np.bincount(self.lab, weights=w * self.x, minlength=self.n + 1)[1:] / mass
+        return cy, cx
+
+
+def _apertures(
+    objects: np.ndarray, stats: _Labels, fg_s: np.ndarray, n_max: np.ndarray, radius_px: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Photometry apertures and background rings (labels 1..n as ``objects``).
+
+    Every object is grown by ``APERTURE_GROW`` signal radii, except compact single-looking
+    objects (one maximum, no larger than a single's disc, foreground mass at most
+    ``DISC_MAX_RATIO`` x the typical one), which get a disc of ``DISC_RADII`` signal radii around
+    their centroid: a grown outline follows the noise around a dim signal (positive noise widens
+    it) and reads singles 2-5 % high against clusters, which a fixed disc does not. The ring is
+    the next ``RING_WIDTH`` radii around each aperture, without any object's pixels. Each pixel
+    belongs to its nearest object (one Euclidean distance transform for both).
+    """
+    n = int(n_max.size)
+    grow = max(APERTURE_GROW * radius_px, 1.0)
+    area = stats.sum()
+    weight = np.clip(fg_s, 0, None)
+    mass = stats.sum(weight)
+    compact = (n_max == 1) & (area <= np.pi * (2 * radius_px) ** 2) & (mass > 0)
+    if compact.sum() >= 5:
+        compact &= mass <= DISC_MAX_RATIO * robust_mode(mass[compact])
+    reach = np.zeros(n + 1)
+    reach[1:] = np.where(compact, DISC_RADII * radius_px, grow)
+    seeds = np.where(compact[objects - 1] & (objects > 0), 0, objects).astype(np.int32)
+    if compact.any():
+        cy, cx = stats.centroid(weight)
+        sel = np.flatnonzero(compact)
+        seeds[np.rint(cy[sel]).astype(int), np.rint(cx[sel]).astype(int)] = sel + 1
+    dist, (iy, ix) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
+    nearest = seeds[iy, ix]
+    limit = reach[nearest]
+    aperture = np.where(dist <= limit, nearest, 0).astype(np.int32)
+    ring = np.where((dist > limit) & (dist <= limit + max(RING_WIDTH * radius_px, 1.0)), nearest, 0)
+    ring[objects > 0] = 0
+    return aperture, ring.astype(np.int32)
+
+
 def _aperture_intensity(flat: np.ndarray, aperture: np.ndarray, ring: np.ndarray, n: int) -> np.ndarray:
     """Sum of ``flat`` over each aperture minus its area times the clipped mean of its ring.
 
     Labels are 1..n. The ring mean is sigma-clipped (``RING_CLIP``, two passes) against
     neighbouring signals; an object without ring pixels gets no correction.
     """
-    index = np.arange(1, n + 1)
-    total = np.asarray(ndi.sum_labels(flat, aperture, index), dtype=float)
-    area = np.bincount(aperture.ravel(), minlength=n + 1)[1:].astype(float)
+    inside = np.flatnonzero(aperture)
+    lab = aperture.ravel()[inside]
+    total = np.bincount(lab, weights=flat.ravel()[inside].astype(float), minlength=n + 1)[1:]
+    area = np.bincount(lab, minlength=n + 1)[1:].astype(float)
     sel = ring > 0
     pos, values = ring[sel] - 1, flat[sel].astype(float)
     keep = np.ones(values.size, bool)
@@ -220,6 +323,268 @@ def _aperture_intensity(flat: np.ndarray, aperture: np.ndarray, ring: np.ndarray
         sd = np.sqrt(np.where(count > 1, var, np.inf))
         keep = np.abs(values - mean[pos]) <= RING_CLIP * sd[pos]
     return total - area * mean
+
+
+def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
+    """Accepted LoG maxima (steps 1-3), the flattened image and the threshold attrs."""
+    radius_px = 0.5 * spot_diameter_um / pixel_size_um
+    sigma = max(radius_px / np.sqrt(2.0), 0.5)
+    log = -ndi.gaussian_laplace(img, sigma=sigma) * np.float32(sigma**2)
+    med, sd = _robust_sd(log[region])
+    if threshold is None:
+        thr = med + THRESHOLD_K * max(sd, 1e-6)
+        method = f"auto: median + {THRESHOLD_K:g} x robust SD of LoG response"
+    else:
+        thr = float(threshold)
+        method = "manual"
+    attrs = {
+        "threshold": float(thr),
+        "threshold_method": method,
+        "noise_sd": float(sd),
+        "reference_intensity": float("nan"),
+        "n_reference": 0,
+        "reference_source": "none",
+        "reference_cv": float("nan"),
+    }
+
+    min_dist = max(int(round(spot_diameter_um / pixel_size_um)), 1)
+    footprint = np.ones((2 * min_dist + 1,) * 2, bool)
+    is_max = (log == ndi.maximum_filter(log, footprint=footprint)) & region
+    bg_size = max(int(round(BACKGROUND_UM / pixel_size_um)) | 1, 3)
+    flat = _flatten(img, sigma, bg_size)
+    peaks = is_max & (log > thr)
+    second = np.zeros(peaks.shape, bool)
+    if threshold is None and LOW_K < THRESHOLD_K:
+        # Two-level auto threshold: a weaker maximum (LOW_K SDs of the LoG) is kept when, against
+        # the noise around it, both the LoG and the matched filter (the flattened image smoothed
+        # at the PSF scale) stand LOW_K and MATCHED_K robust SDs above their local medians:
+        # dim single signals at low SNR, not noise where the noise is higher than average.
+        # Only for dim signals: the floor is RELATIVE_LOW x the typical seed response, so that
+        # with bright signals (a wide gap above the noise) nothing changes.
+        # Seeds: first-level maxima that also stand out against their own tile's noise (on a
+        # bright uneven background the global level passes texture that would lower the mode).
+        py, px = np.nonzero(peaks)
+        t_med, t_sd = _tile_stats(log, region, max(int(round(TILE_UM / pixel_size_um)), 8), py, px)
+        local = log[py, px] - t_med >= THRESHOLD_K * t_sd
+        seed_z = (log[py[local], px[local]] - med) / max(sd, 1e-6)
+        floor = max(LOW_K, RELATIVE_LOW * robust_mode(seed_z)) if seed_z.size >= MIN_SEEDS else np.inf
+        wy, wx = np.nonzero(is_max & ~peaks & (log > med + floor * max(sd, 1e-6)))
+        if wy.size:
+            matched = ndi.gaussian_filter(flat, max(PSF_FRACTION * spot_diameter_um / pixel_size_um, 0.5))
+            ok = _local_z(log, wy, wx, bg_size) >= LOW_K
+            ok &= _local_z(matched, wy, wx, bg_size) >= MATCHED_K
+            peaks[wy[ok], wx[ok]] = True
+            second[wy[ok], wx[ok]] = True
+            attrs["threshold_method"] = method + (
+                f"; or {LOW_K:g} SDs with the LoG and the matched filter {LOW_K:g} and {MATCHED_K:g} "
+                "local robust SDs above their local medians"
+            )
+    return peaks, second, log, flat, attrs
+
+
+def _tile_stats(
+    values: np.ndarray, region: np.ndarray, tile: int, ys: np.ndarray, xs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local median and robust SD of ``values`` inside ``region`` at the points (ys, xs).
+
+    Both are measured per tile of ``tile`` pixels (on every other pixel of it, which is plenty
+    for a median) and interpolated bilinearly between tile centres; tiles with less than a
+    quarter of region fall back to the region's values. Array operations only.
+    """
+    gmed, gsd = _robust_sd(values[region]) if region.any() else (0.0, 0.0)
+    H, W = values.shape
+    ny, nx = max(1, round(H / tile)), max(1, round(W / tile))
+    ys, xs = np.asarray(ys, float), np.asarray(xs, float)
+    if ny * nx == 1:
+        return np.full(ys.shape, gmed, np.float32), np.full(ys.shape, max(gsd, 1e-6), np.float32)
+    ty, tx = -(-H // ny), -(-W // nx)
+    pad = np.full((ny * ty, nx * tx), np.nan, np.float32)
+    pad[:H, :W] = np.where(region, values, np.nan)
+    blocks = pad.reshape(ny, ty, nx, tx)[:, ::TILE_STEP, :, ::TILE_STEP].transpose(0, 2, 1, 3).reshape(ny * nx, -1)
+    count = np.isfinite(blocks).sum(axis=1)
+    enough = count >= 0.25 * blocks.shape[1]
+    med = np.full(ny * nx, gmed, np.float32)
+    sd = np.full(ny * nx, gsd, np.float32)
+    if enough.any():
+        med[enough] = _row_median(blocks[enough], count[enough])
+        dev = np.abs(blocks[enough] - med[enough][:, None])
+        sd[enough] = _MAD_TO_SD * _row_median(dev, count[enough])
+    sd = np.maximum(sd, max(0.05 * gsd, 1e-6))
+    coords = np.stack([(ys + 0.5) / ty - 0.5, (xs + 0.5) / tx - 0.5])
+    return (
+        ndi.map_coordinates(med.reshape(ny, nx), coords, order=1, mode="nearest").astype(np.float32),
+        ndi.map_coordinates(sd.reshape(ny, nx), coords, order=1, mode="nearest").astype(np.float32),
+    )
+
+
+def _row_median(rows: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Median of the finite values of each row (NaN elsewhere), ``count`` of them per row."""
+    ordered = np.sort(rows, axis=1)  # NaN last
+    lo = np.take_along_axis(ordered, ((count - 1) // 2)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(ordered, (count // 2)[:, None], axis=1)[:, 0]
+    return 0.5 * (lo + hi)
+
+
+def _disk(radius: float) -> np.ndarray:
+    r = int(np.floor(radius))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return yy**2 + xx**2 <= radius**2 + 1e-9
+
+
+def _fine_maxima(img: np.ndarray, region: np.ndarray, within: np.ndarray, *, diameter_px: float, tile: int) -> dict:
+    """Maxima of the fine LoG (one signal radius apart) inside ``within``, and which pass.
+
+    A maximum passes when it is ``FINE_K`` local robust SDs (per tile of ``tile`` px, measured
+    in ``region``) above the local median and at least ``FINE_RELATIVE`` x the typical response
+    (robust mode) of those that pass the first test. Returns ``log`` (the filtered image),
+    ``y``, ``x``, ``amp`` (response above the local median), ``zscore`` and ``ok``.
+    """
+    sigma = max(FINE_SIGMA_FRACTION * diameter_px, 0.5)
+    log = -ndi.gaussian_laplace(img, sigma=sigma) * np.float32(sigma**2)
+    y, x = np.nonzero((log == ndi.maximum_filter(log, footprint=_disk(max(diameter_px / 2, 1.0)))) & within)
+    med, sd = _tile_stats(log, region, tile, y, x)
+    amp = log[y, x] - med
+    zscore = amp / sd
+    ok = zscore >= FINE_K
+    if ok.sum() >= 10:
+        ok &= amp >= FINE_RELATIVE * robust_mode(amp[ok], upper_factor=2.0)
+    return {"log": log, "y": y, "x": x, "amp": amp, "zscore": zscore, "ok": ok}
+
+
+def _resolve(img, *, pixel_size_um, spot_diameter_um, threshold, region, resolved=True) -> dict:
+    """Accepted maxima, foreground objects and the resolved maxima (steps 1-4).
+
+    The accepted maxima (LoG at the signal scale, one signal diameter apart, auto or manual
+    threshold) decide *whether* there is a signal; the resolved maxima say *where* the signals
+    are when several touch: maxima of a finer LoG (sigma ``FINE_SIGMA_FRACTION`` x the signal
+    diameter, one signal radius apart) inside the foreground objects that hold an accepted
+    maximum, at least ``FINE_K`` robust SDs above the median of that filter and at least
+    ``FINE_RELATIVE`` x its typical response at the signals. An accepted maximum with no
+    resolved maximum within one signal radius (a dim single found by the second threshold
+    level) is itself resolved.
+    """
+    radius_px = 0.5 * spot_diameter_um / pixel_size_um
+    sigma = max(radius_px / np.sqrt(2.0), 0.5)
+    peaks, second, found_log, flat, attrs = _peaks(
+        img, pixel_size_um=pixel_size_um, spot_diameter_um=spot_diameter_um, threshold=threshold, region=region
+    )
+    bg_size = max(int(round(BACKGROUND_UM / pixel_size_um)) | 1, 3)
+    out = {"log": found_log, "attrs": attrs, "flat": flat, "bg_size": bg_size, "sigma": sigma}
+    peak_y, peak_x = np.nonzero(peaks)
+    out.update(peak_y=peak_y, peak_x=peak_x, y=peak_y, x=peak_x)
+    if peak_y.size == 0 or not resolved:
+        out.update(fg=None, fg_s=None, fg_sd=0.0, objects=None)
+        return out
+    # Foreground over a local background wider than the largest cluster (~2.5 um).
+    background = ndi.gaussian_filter(ndi.grey_opening(img, size=(bg_size, bg_size)), bg_size / 4)
+    fg = img - background
+    fg_s = ndi.gaussian_filter(fg, sigma)
+    fg_med, fg_sd = _robust_sd(fg_s[region])
+    objects, n_lab = ndi.label(fg_s > fg_med + OBJECT_K * max(fg_sd, 1e-6))
+    # A maximum outside any object (possible under a manual threshold) becomes a one-pixel
+    # object of its own.
+    tile = max(int(round(TILE_UM / pixel_size_um)), 8)
+    diameter_px = 2 * radius_px
+    within = region
+    if threshold is not None:  # manual: resolve positions only inside objects of accepted maxima
+        held = np.zeros(n_lab + 1, bool)
+        held[objects[peak_y, peak_x]] = True
+        held[0] = False
+        within = region & held[objects]
+    fine = _fine_maxima(img, region, within, diameter_px=diameter_px, tile=tile)
+    fy, fx = fine["y"][fine["ok"]], fine["x"][fine["ok"]]
+    # An accepted maximum with no resolved one within a signal radius is resolved itself when
+    # it stands out against the noise of its own neighbourhood as well (a dim single found by
+    # the second level always does): a peak of the global threshold on bright uneven
+    # background (cytoplasm, tissue autofluorescence) does not.
+    lone = np.ones(peak_y.size, bool)
+    if fy.size:
+        d, _ = cKDTree(np.column_stack([fy, fx])).query(np.column_stack([peak_y, peak_x]))
+        lone = d > max(diameter_px, 1.0)
+    log = found_log
+    c_med, c_sd = _tile_stats(log, region, tile, peak_y, peak_x)
+    amp_c = log[peak_y, peak_x] - c_med
+    local_ok = amp_c >= LONE_TILE_K * c_sd
+    if threshold is None:
+        # ... and when it is at least LONE_RELATIVE x the typical response of the maxima that
+        # pass both the global and the local level (faint blurred specks on a bright cell do not)
+        strict = amp_c >= THRESHOLD_K * c_sd
+        typical = robust_mode(amp_c[strict]) if strict.sum() >= MIN_SEEDS else 0.0
+        lone &= (local_ok | second[peak_y, peak_x]) & (amp_c >= LONE_RELATIVE * typical)
+    ry, rx = np.concatenate([fy, peak_y[lone]]), np.concatenate([fx, peak_x[lone]])
+    # Objects that hold a resolved maximum; one outside any object is a one-pixel object.
+    r_obj = objects[ry, rx]
+    orphan = r_obj == 0
+    if orphan.any():
+        ids = np.arange(n_lab + 1, n_lab + 1 + orphan.sum(), dtype=objects.dtype)
+        objects[ry[orphan], rx[orphan]] = ids
+        r_obj[orphan] = ids
+        n_lab += int(orphan.sum())
+    held = np.zeros(n_lab + 1, bool)
+    held[r_obj] = True
+    held[0] = False
+    objects = np.where(held[objects], objects, 0)
+    out.update(fg=fg, fg_s=fg_s, fg_sd=fg_sd, objects=objects, y=ry, x=rx)
+    return out
+
+
+def find_maxima(
+    image: np.ndarray,
+    *,
+    pixel_size_um: float,
+    spot_diameter_um: float = 0.4,
+    threshold: float | None = None,
+    mask: np.ndarray | None = None,
+    resolved: bool = False,
+) -> pd.DataFrame:
+    """Signal maxima of :func:`detect_spots`, before signals are grouped and counted.
+
+    Parameters are those of :func:`detect_spots`, plus ``resolved``. By default the accepted
+    maxima (steps 1-3: the maxima the auto or manual threshold keeps, one signal diameter
+    apart); with ``resolved=True`` the resolved maxima of step 4 (where every signal is,
+    touching ones apart, before the split-signal rule merges maxima within one signal diameter).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``y``, ``x`` (pixels), ``response`` (the LoG response that the threshold in
+        ``attrs["threshold"]`` applies to) and ``zscore`` (robust SDs of that response above its
+        median); ``attrs`` holds ``threshold``, ``threshold_method`` and ``noise_sd``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[:64, :64]
+    >>> spot = lambda y, x: 400 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.2**2))
+    >>> img = 100 + spot(30, 30) + spot(30, 34) + np.random.default_rng(0).normal(0, 5, yy.shape)
+    >>> len(find_maxima(img, pixel_size_um=0.1)), len(find_maxima(img, pixel_size_um=0.1, resolved=True))
+    (1, 2)
+    """
+    mask = _validate(image, pixel_size_um, spot_diameter_um, threshold, mask, 1, "intensity")
+    img = image.astype(np.float32, copy=False)
+    region = mask if mask is not None and mask.any() else np.ones(img.shape, bool)
+    found = _resolve(
+        img,
+        pixel_size_um=pixel_size_um,
+        spot_diameter_um=spot_diameter_um,
+        threshold=threshold,
+        region=region,
+        resolved=resolved,
+    )
+    log = found["log"]
+    med, sd = _robust_sd(log[region])
+    y, x = (found["y"], found["x"]) if resolved else (found["peak_y"], found["peak_x"])
+    response = log[y, x].astype(float)
+    table = pd.DataFrame(
+        {
+            "y": y.astype(float),
+            "x": x.astype(float),
+            "response": response,
+            "zscore": (response - med) / max(sd, 1e-6),
+        }
+    )
+    table.attrs.update({k: found["attrs"][k] for k in ("threshold", "threshold_method", "noise_sd")})
+    return table
 
 
 def detect_spots(
@@ -290,81 +655,36 @@ def detect_spots(
     sigma = max(radius_px / np.sqrt(2.0), 0.5)
     region = mask if mask is not None and mask.any() else np.ones(img.shape, bool)
 
-    log = -ndi.gaussian_laplace(img, sigma=sigma) * np.float32(sigma**2)
-    med, sd = _robust_sd(log[region])
-    if threshold is None:
-        thr = med + THRESHOLD_K * max(sd, 1e-6)
-        method = f"auto: median + {THRESHOLD_K:g} x robust SD of LoG response"
-    else:
-        thr = float(threshold)
-        method = "manual"
-    attrs = {
-        "threshold": float(thr),
-        "threshold_method": method,
-        "noise_sd": float(sd),
-        "reference_intensity": float("nan"),
-        "n_reference": 0,
-        "reference_source": "none",
-        "reference_cv": float("nan"),
-    }
-
-    min_dist = max(int(round(spot_diameter_um / pixel_size_um)), 1)
-    footprint = np.ones((2 * min_dist + 1,) * 2, bool)
-    is_max = (log == ndi.maximum_filter(log, footprint=footprint)) & region
-    bg_size = max(int(round(2.5 / pixel_size_um)) | 1, 3)
-    flat = _flatten(img, sigma, bg_size)
-    peaks = is_max & (log > thr)
-    if threshold is None and LOW_K < THRESHOLD_K:
-        # Two-level auto threshold: a weaker maximum (LOW_K SDs of the LoG) is kept when, against
-        # the noise around it, both the LoG and the matched filter (the flattened image smoothed
-        # at the PSF scale) stand LOW_K and MATCHED_K robust SDs above their local medians:
-        # dim single signals at low SNR, not noise where the noise is higher than average.
-        # Only for dim signals: the floor is RELATIVE_LOW x the typical seed response, so that
-        # with bright signals (a wide gap above the noise) nothing changes.
-        seed_z = (log[peaks] - med) / max(sd, 1e-6)
-        floor = max(LOW_K, RELATIVE_LOW * robust_mode(seed_z)) if seed_z.size >= MIN_SEEDS else np.inf
-        wy, wx = np.nonzero(is_max & ~peaks & (log > med + floor * max(sd, 1e-6)))
-        if wy.size:
-            matched = ndi.gaussian_filter(flat, max(PSF_FRACTION * spot_diameter_um / pixel_size_um, 0.5))
-            ok = _local_z(log, wy, wx, bg_size) >= LOW_K
-            ok &= _local_z(matched, wy, wx, bg_size) >= MATCHED_K
-            peaks[wy[ok], wx[ok]] = True
-            attrs["threshold_method"] = method + (
-                f"; or {LOW_K:g} SDs with the LoG and the matched filter {LOW_K:g} and {MATCHED_K:g} "
-                "local robust SDs above their local medians"
-            )
-    if not peaks.any():
+    found = _resolve(
+        img, pixel_size_um=pixel_size_um, spot_diameter_um=spot_diameter_um, threshold=threshold, region=region
+    )
+    attrs, flat, fg, fg_s, fg_sd = (found[k] for k in ("attrs", "flat", "fg", "fg_s", "fg_sd"))
+    bg_size = found["bg_size"]
+    if found["peak_y"].size == 0:
         empty = _empty_table(attrs)
         return empty if planes is None else empty.assign(z=pd.Series(dtype=float))
+    # Signal objects: the foreground split into one basin per resolved maximum; basins whose
+    # maxima lie within one signal diameter (S1) or are separated by a shallow saddle (bumps of
+    # one cluster) are one object. n_maxima counts the accepted maxima (one signal diameter
+    # apart) in each object, at least one.
+    objects, _ = group_maxima(
+        found["y"],
+        found["x"],
+        found["objects"] > 0,
+        fg_s,
+        merge_distance=spot_diameter_um / pixel_size_um,
+        saddle_fraction=SPLIT_SADDLE,
+    )
+    n_obj = int(objects.max())
+    n_max = np.maximum(np.bincount(objects[found["peak_y"], found["peak_x"]], minlength=n_obj + 1)[1:], 1)
+    n_max = n_max.astype(np.int64)
+    index = np.arange(1, n_max.size + 1)
 
-    # Foreground over a local background wider than the largest cluster (~2.5 um).
-    background = ndi.gaussian_filter(ndi.grey_opening(img, size=(bg_size, bg_size)), bg_size / 4)
-    fg = img - background
-    fg_s = ndi.gaussian_filter(fg, sigma)
-    fg_med, fg_sd = _robust_sd(fg_s[region])
-    objects, _ = ndi.label(fg_s > fg_med + OBJECT_K * max(fg_sd, 1e-6))
-    # Keep objects that hold at least one accepted maximum; a maximum outside any object
-    # (possible under a manual threshold) becomes a one-pixel object of its own.
-    peak_y, peak_x = np.nonzero(peaks)
-    peak_obj = objects[peak_y, peak_x]
-    orphan = peak_obj == 0
-    if orphan.any():
-        start = objects.max() + 1
-        ids = np.arange(start, start + orphan.sum())
-        objects[peak_y[orphan], peak_x[orphan]] = ids
-        peak_obj[orphan] = ids
-    keep_ids, n_max = np.unique(peak_obj, return_counts=True)
-    relabel = np.zeros(objects.max() + 1, np.int32)
-    relabel[keep_ids] = np.arange(1, keep_ids.size + 1)
-    objects = relabel[objects]
-    index = np.arange(1, keep_ids.size + 1)
-
-    # Aperture photometry on the flattened image: object grown by one spot radius, ring of two
-    # more radii (pixels of other objects excluded) for the residual background.
-    aperture = expand_labels(objects, distance=max(APERTURE_GROW * radius_px, 1.0))
-    ring = expand_labels(aperture, distance=max(RING_WIDTH * radius_px, 1.0))
-    ring[aperture > 0] = 0
-    ring[(objects > 0) & (ring != objects)] = 0
+    # Aperture photometry on the flattened image: object grown by one spot radius (a disc for a
+    # compact single), ring of two more radii (pixels of any object excluded) for the residual
+    # background.
+    stats = _Labels(objects, index.size)
+    aperture, ring = _apertures(objects, stats, fg_s, n_max, radius_px)
     z_best = None
     if planes is None:
         intensity = _aperture_intensity(flat, aperture, ring, index.size)
@@ -379,9 +699,9 @@ def detect_spots(
         zz = np.arange(per_plane.shape[0])[:, None]
         near = np.abs(zz - z_best[None, :]) <= Z_HALF_WIDTH
         intensity = np.where(near, per_plane, 0.0).sum(axis=0)
-    area = ndi.sum_labels(np.ones_like(img), objects, index).astype(np.int64)
-    peak = ndi.maximum(fg, objects, index)
-    cy, cx = (np.asarray(c) for c in zip(*ndi.center_of_mass(np.clip(fg, 0, None), objects, index), strict=False))
+    area = stats.sum().astype(np.int64)
+    peak = stats.max(fg)
+    cy, cx = stats.centroid(np.clip(fg, 0, None))
     # Fall back to the maximum position when the foreground mass is zero.
     bad = ~np.isfinite(cy) | ~np.isfinite(cx)
     if bad.any():

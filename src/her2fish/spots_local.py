@@ -1,10 +1,13 @@
-"""Experimental signal detector with a local-noise threshold (not the pipeline default).
+"""Experimental signal detector with a local-noise threshold only (not the pipeline default).
 
-``her2fish.spots.detect_spots`` (global threshold, connected-object photometry) is what the
-pipeline uses; this module is the alternative measured side by side in
-``benchmarks/accuracy.py``. It is better on the real smFISH images (spot F1 of the resolved
-maxima) but, as of this version, reads clusters low against its single-signal reference on the
-synthetic HER2 fields, so it is not the default. See benchmarks/results/accuracy.md.
+``her2fish.spots.detect_spots`` is what the pipeline uses. Its resolved maxima (step 4 there)
+are this module's maxima (the fine LoG with the local tile threshold, shared code in
+:func:`her2fish.spots._fine_maxima`), joined by the signal-scale maxima of its two-level auto
+threshold, which also find dim singles at low SNR that the fine filter alone misses. This
+module keeps the local-only detector, with the object photometry of :mod:`her2fish.clusters`,
+as the alternative measured side by side in ``benchmarks/accuracy.py``: it reads clusters low
+against its single-signal reference on the synthetic HER2 fields and loses most signals at
+SNR 4, so it is not the default. See benchmarks/results/accuracy.md.
 
 Method
 ------
@@ -40,8 +43,19 @@ from .clusters import (
     estimate_copies,
     group_maxima,
     photometry,
-    robust_mode,
     single_signal_reference,
+)
+from .spots import FINE_K as THRESHOLD_K
+from .spots import FINE_RELATIVE as RELATIVE_MIN
+from .spots import FINE_SIGMA_FRACTION as LOG_SIGMA_FRACTION
+from .spots import (
+    SPOT_TABLE_COLUMNS,
+    TILE_UM,
+    _disk,
+    _empty_table,
+    _fine_maxima,
+    _robust_sd,
+    _validate,
 )
 
 __all__ = [
@@ -53,41 +67,8 @@ __all__ = [
     "single_signal_reference",
 ]
 
-#: Columns of the table returned by :func:`detect_spots`.
-SPOT_TABLE_COLUMNS = (
-    "y",
-    "x",
-    "intensity",
-    "copies",
-    "cluster",
-    "n_maxima",
-    "copies_estimate",
-    "capped",
-    "area_px",
-    "peak",
-    "snr",
-)
-
-#: LoG sigma as a fraction of the signal diameter.
-LOG_SIGMA_FRACTION = 0.25
-#: Auto threshold: local robust SDs of the LoG response above its local median.
-THRESHOLD_K = 6.0
-#: Auto threshold: candidates below this fraction of the median candidate amplitude are dropped.
-RELATIVE_MIN = 0.4
-#: Tile size (micrometres) for the local noise level.
-TILE_UM = 4.8
 #: Object support: robust SDs of the smoothed foreground.
 OBJECT_K = 3.0
-
-_MAD_TO_SD = 1.4826
-
-
-def _robust_sd(values: np.ndarray) -> tuple[float, float]:
-    if values.size == 0:
-        return 0.0, 0.0
-    med = float(np.median(values))
-    mad = float(np.median(np.abs(values - med)))
-    return med, _MAD_TO_SD * mad
 
 
 def _number(name: str, value, *, allow_none: bool = False) -> None:
@@ -99,85 +80,17 @@ def _number(name: str, value, *, allow_none: bool = False) -> None:
         raise ValueError(f"{name} must be positive and finite, got {value!r}")
 
 
-def _validate(image, pixel_size_um, spot_diameter_um, threshold, mask):
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"image must be a numpy array, got {type(image).__name__}")
-    if image.ndim != 2:
-        raise ValueError(f"image must be 2-D (Y, X), got shape {image.shape}")
-    if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
-        raise TypeError(f"image must have a numeric dtype, got {image.dtype}")
-    _number("pixel_size_um", pixel_size_um)
-    _number("spot_diameter_um", spot_diameter_um)
-    if threshold is not None and (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, (int, float, np.number))
-        or not np.isfinite(threshold)
-        or threshold <= 0
-    ):
-        raise ValueError(f"threshold must be a positive number or None (auto), got {threshold!r}")
-    if mask is not None:
-        mask = np.asarray(mask)
-        if mask.shape != image.shape:
-            raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape}")
-    if image.size and np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
-        raise ValueError("image contains NaN or infinite values; clean or mask them first")
-    return None if mask is None else mask.astype(bool)
-
-
-def _tile_stats(values: np.ndarray, region: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
-    """Median and robust SD of ``values`` inside ``region``, per tile, interpolated per pixel."""
-    gmed, gsd = _robust_sd(values[region])
-    H, W = values.shape
-    ny, nx = max(1, round(H / tile)), max(1, round(W / tile))
-    if ny * nx == 1:
-        return np.full(values.shape, gmed, np.float32), np.full(values.shape, gsd, np.float32)
-    ty, tx = -(-H // ny), -(-W // nx)
-    pad = np.full((ny * ty, nx * tx), np.nan, np.float32)
-    pad[:H, :W] = np.where(region, values, np.nan)
-    blocks = pad.reshape(ny, ty, nx, tx).transpose(0, 2, 1, 3).reshape(ny, nx, ty * tx)
-    count = np.isfinite(blocks).sum(axis=2)
-    enough = count >= 0.25 * ty * tx
-    med = np.full((ny, nx), gmed, np.float32)
-    sd = np.full((ny, nx), gsd, np.float32)
-    if enough.any():
-        sel = blocks[enough]
-        m = np.nanmedian(sel, axis=1)
-        med[enough] = m
-        sd[enough] = _MAD_TO_SD * np.nanmedian(np.abs(sel - m[:, None]), axis=1)
-    sd = np.maximum(sd, max(0.05 * gsd, 1e-6))
-    gy = (np.arange(H) + 0.5) / ty - 0.5
-    gx = (np.arange(W) + 0.5) / tx - 0.5
-    coords = np.meshgrid(gy, gx, indexing="ij")
-    return (
-        ndi.map_coordinates(med, coords, order=1, mode="nearest").astype(np.float32),
-        ndi.map_coordinates(sd, coords, order=1, mode="nearest").astype(np.float32),
-    )
-
-
-def _disk(radius: float) -> np.ndarray:
-    r = int(np.floor(radius))
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    return yy**2 + xx**2 <= radius**2 + 1e-9
-
-
 def _maxima(img, *, pixel_size_um, spot_diameter_um, threshold, region):
     """LoG, local noise, maxima and threshold; returns a dict of intermediate results."""
     diameter_px = spot_diameter_um / pixel_size_um
     sigma = max(LOG_SIGMA_FRACTION * diameter_px, 0.5)
-    log = -ndi.gaussian_laplace(img, sigma=sigma) * np.float32(sigma**2)
     tile = max(int(round(TILE_UM / pixel_size_um)), 8)
-    footprint = _disk(max(diameter_px / 2, 1.0))
-    is_max = (log == ndi.maximum_filter(log, footprint=footprint)) & region
-    py, px = np.nonzero(is_max)
-    med, sd = _tile_stats(log, region, tile)
+    # the default detector's resolved maxima (her2fish.spots), without its signal-scale level
+    fine = _fine_maxima(img, region, region, diameter_px=diameter_px, tile=tile)
+    log, py, px, zscore = fine["log"], fine["y"], fine["x"], fine["zscore"]
     gmed, gsd = _robust_sd(log[region])
-    amp = log[py, px] - med[py, px]
-    zscore = amp / sd[py, px]
     if threshold is None:
-        keep = zscore >= THRESHOLD_K
-        if keep.sum() >= 10:
-            typical = robust_mode(amp[keep], upper_factor=2.0)
-            keep &= amp >= RELATIVE_MIN * typical
+        keep = fine["ok"]
         thr = gmed + THRESHOLD_K * max(gsd, 1e-6)
         method = (
             f"auto: {THRESHOLD_K:g} local robust SDs of the LoG response, "
@@ -214,7 +127,7 @@ def find_maxima(
     (pixels), ``response`` (LoG response) and ``zscore`` (local robust SDs above the local
     median); ``attrs`` holds ``threshold``, ``threshold_method`` and ``noise_sd``.
     """
-    mask = _validate(image, pixel_size_um, spot_diameter_um, threshold, mask)
+    mask = _validate(image, pixel_size_um, spot_diameter_um, threshold, mask, 1, "intensity")
     img = image.astype(np.float32, copy=False)
     region = mask if mask is not None and mask.any() else np.ones(img.shape, bool)
     found = _maxima(
@@ -229,14 +142,6 @@ def find_maxima(
         }
     )
     table.attrs.update({k: found[k] for k in ("threshold", "threshold_method", "noise_sd")})
-    return table
-
-
-def _empty_table(attrs: dict) -> pd.DataFrame:
-    dtypes = dict.fromkeys(SPOT_TABLE_COLUMNS, float)
-    dtypes.update(copies=np.int64, n_maxima=np.int64, area_px=np.int64, cluster=bool, capped=bool)
-    table = pd.DataFrame({c: pd.Series(dtype=t) for c, t in dtypes.items()})
-    table.attrs.update(attrs)
     return table
 
 
@@ -304,7 +209,7 @@ def detect_spots(
     >>> len(table), int(round(table.y[0])), int(round(table.x[0]))
     (1, 20, 30)
     """
-    mask = _validate(image, pixel_size_um, spot_diameter_um, threshold, mask)
+    mask = _validate(image, pixel_size_um, spot_diameter_um, threshold, mask, 1, "intensity")
     _number("reference_intensity", reference_intensity, allow_none=True)
     if isinstance(max_copies, bool) or not isinstance(max_copies, (int, np.integer)) or max_copies < 1:
         raise ValueError(f"max_copies must be an integer >= 1, got {max_copies!r}")
