@@ -83,3 +83,24 @@ def test_validation_messages():
         cell_table(_nuclei().drop(columns="area_um2"), _spots([]), _spots([]))
     with pytest.raises(ValueError, match="2-D"):
         assign_spots(pd.DataFrame({"y": [1.0], "x": [1.0]}), np.zeros(5), pixel_size_um=0.1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_assign_matches_expand_labels_including_ties(seed):
+    """The disc look-up gives expand_labels' answer everywhere, also where two nuclei are
+    equally near (ties are frequent with single-pixel labels on a grid)."""
+    from skimage.segmentation import expand_labels
+
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((50, 70), np.int32)
+    for _ in range(25):
+        y, x = rng.integers(0, 50), rng.integers(0, 70)
+        labels[y : y + rng.integers(1, 4), x : x + rng.integers(1, 4)] = rng.integers(1, 8)
+    yy, xx = np.mgrid[0:50, 0:70]
+    spots = pd.DataFrame({"y": yy.ravel() + 0.3, "x": xx.ravel() - 0.4})
+    for max_distance_um in (0.0, 0.1, 0.25, np.sqrt(5) / 10, 0.5, 1.2):
+        got = assign_spots(spots, labels, pixel_size_um=0.1, max_distance_um=max_distance_um)
+        want = labels if max_distance_um == 0 else expand_labels(labels, max_distance_um / 0.1)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, want.ravel())
+    assert not assign_spots(spots, np.zeros_like(labels), pixel_size_um=0.1).any()

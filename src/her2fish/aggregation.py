@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from skimage.segmentation import expand_labels
 
 from .models import CELLS_COLUMNS
 from .segmentation_flags import FLAG_ORDER
+from .segmentation_split import disc_offsets, expand_labels
 
 __all__ = ["assign_spots", "cell_table", "join_reasons", "CELL_TABLE_COLUMNS"]
 
@@ -55,12 +55,37 @@ def assign_spots(
         raise ValueError("spots must have columns 'y' and 'x'")
     if len(spots) == 0:
         return np.zeros(0, dtype=np.int64)
-    grown = labels
-    if max_distance_um > 0:
-        grown = expand_labels(labels, distance=max_distance_um / pixel_size_um)
     yi = np.clip(np.rint(spots["y"].to_numpy(float)).astype(int), 0, labels.shape[0] - 1)
     xi = np.clip(np.rint(spots["x"].to_numpy(float)).astype(int), 0, labels.shape[1] - 1)
-    return grown[yi, xi].astype(np.int64)
+    found = labels[yi, xi].astype(np.int64)
+    distance = max_distance_um / pixel_size_um
+    outside = np.flatnonzero(found == 0)
+    if max_distance_um > 0 and outside.size:
+        found[outside] = _nearest_label(labels, yi[outside], xi[outside], distance)
+    return found
+
+
+def _nearest_label(
+    labels: np.ndarray, yi: np.ndarray, xi: np.ndarray, distance: float
+) -> np.ndarray:
+    """``expand_labels(labels, distance)[yi, xi]``: the label of the nearest labelled pixel
+    within ``distance`` px of each point (else 0), looked up in a disc around each point."""
+    dy, dx = disc_offsets(distance)  # nearest first, ties as expand_labels breaks them
+    if yi.size * dy.size > 4 * labels.size:  # many points: one transform is cheaper
+        return expand_labels(labels, distance)[yi, xi].astype(np.int64)
+    h, w = labels.shape
+    out = np.zeros(yi.size, dtype=np.int64)
+    step = max(1, 2_000_000 // dy.size)
+    for start in range(0, yi.size, step):  # bounded memory: chunks of points
+        y = yi[start : start + step, None] + dy
+        x = xi[start : start + step, None] + dx
+        inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+        near = np.where(inside, labels[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)], 0)
+        hit = near != 0
+        first = hit.argmax(axis=1)
+        rows = np.arange(first.size)
+        out[start : start + step] = np.where(hit[rows, first], near[rows, first], 0)
+    return out
 
 
 def _per_cell(spots: pd.DataFrame, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,6 +1,7 @@
 """Nuclear segmentation of the DAPI channel, with evaluability flags.
 
-A classical method (scikit-image / scipy, no trained model), about 1 s for a 2048 x 2048 field:
+A classical method (scikit-image / scipy, no trained model), about 0.4 s (one core) for a 2048 x
+2048 field at 0.1 um/px with 200 nuclei (benchmarks/speed.py):
 
 1. **Working scale.** Nuclei are oversampled at FISH magnifications: the image is block-averaged
    by an integer factor keeping the smallest nucleus >= 12 px across (factor 3 at 0.1 um/px).
@@ -129,7 +130,7 @@ def _check_image(dapi: object) -> np.ndarray:
     if dapi.size == 0:
         raise ValueError(f"dapi must not be empty, got shape {dapi.shape}")
     image = dapi.astype(np.float32, copy=False)
-    if not np.isfinite(image).all():
+    if dapi.dtype.kind == "f" and not np.isfinite(image).all():  # integers are always finite
         raise ValueError("dapi contains NaN or infinite values; replace them before segmenting")
     return image
 
@@ -237,7 +238,7 @@ def segment_nuclei(
 
     factor = max(1, int(min_d / px // _WORK_MIN_D_PX))
     wpx = px * factor  # working pixel size
-    work = _block_mean(image, factor)
+    work = _block_mean(image, factor, integral=_integral(dapi, factor))
     smooth = ndi.gaussian_filter(work, smoothing / wpx) if smoothing > 0 else work
     flat = smooth - _background(smooth, _BACKGROUND_RADIUS * max_d / wpx)
     t = _auto_threshold(flat) if threshold is None else threshold
@@ -281,8 +282,15 @@ def _full_resolution(
     if factor == 1:
         return labels.astype(np.int32)
     inner = (labels == ndi.minimum_filter(labels, 3)) & (labels == ndi.maximum_filter(labels, 3))
-    full = _repeat(grow(labels, 1), factor, shape).astype(np.int32)
-    rr, cc = np.nonzero(~_repeat(inner, factor, shape) & (full > 0))
+    grown = grow(labels, 1).astype(np.int32, copy=False)
+    full = _repeat(grown, factor, shape)
+    # Outline pixels: the full-resolution pixels of the outline blocks (grown, not inner).
+    wy, wx = np.nonzero(~inner & (grown > 0))
+    sub = np.arange(factor)
+    rr = (wy[:, None, None] * factor + sub[None, :, None]) + np.zeros(factor, np.intp)
+    cc = (wx[:, None, None] * factor + sub[None, None, :]) + np.zeros((factor, 1), np.intp)
+    ok = (rr < shape[0]) & (cc < shape[1])
+    rr, cc = rr[ok], cc[ok]
     coords = np.array([(rr + 0.5) / factor - 0.5, (cc + 0.5) / factor - 0.5])
     value = ndi.map_coordinates(flat, coords, order=1, mode="nearest")
     drop = value <= cut[full[rr, cc]]
@@ -291,19 +299,44 @@ def _full_resolution(
 
 
 def _repeat(small: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Nearest-neighbour up-scaling by ``factor``, cropped to ``shape``."""
-    big = np.repeat(np.repeat(small, factor, 0), factor, 1)
-    return np.ascontiguousarray(big[: shape[0], : shape[1]])
+    """Nearest-neighbour up-scaling by ``factor``, cropped to ``shape`` (a new array)."""
+    big = np.empty(shape, dtype=small.dtype)
+    for a in range(min(factor, shape[0])):
+        for b in range(min(factor, shape[1])):
+            view = big[a::factor, b::factor]
+            view[...] = small[: view.shape[0], : view.shape[1]]
+    return big
 
 
-def _block_mean(image: np.ndarray, factor: int) -> np.ndarray:
-    """Mean over ``factor`` x ``factor`` blocks (edge-padded)."""
+def _integral(dapi: np.ndarray, factor: int) -> bool:
+    """Whether every sum of ``factor**2`` pixels of ``dapi`` is an integer exact in float32."""
+    if dapi.dtype.kind not in "ui":
+        return False
+    info = np.iinfo(dapi.dtype)
+    return max(abs(int(info.min)), int(info.max)) * factor * factor < 2**24
+
+
+def _block_mean(image: np.ndarray, factor: int, *, integral: bool = False) -> np.ndarray:
+    """Mean over ``factor`` x ``factor`` blocks (edge-padded).
+
+    ``integral``: the values are integers whose block sums are exact in float32, so the sum
+    may be taken in any order (strided slices, much faster than a reduction over two axes)
+    and gives the same result.
+    """
     if factor == 1:
         return image
     h, w = image.shape
     ph, pw = -h % factor, -w % factor
     padded = np.pad(image, ((0, ph), (0, pw)), mode="edge") if ph or pw else image
-    return padded.reshape(padded.shape[0] // factor, factor, -1, factor).mean(axis=(1, 3))
+    if not integral:
+        return padded.reshape(padded.shape[0] // factor, factor, -1, factor).mean(axis=(1, 3))
+    total = padded[::factor, ::factor].copy()
+    for a in range(factor):
+        for b in range(factor):
+            if a or b:
+                total += padded[a::factor, b::factor]
+    # divided as numpy's mean divides its float32 sum (by an intp count)
+    return np.true_divide(total, np.intp(factor * factor), out=total, casting="unsafe")
 
 
 def _upscale(small: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -336,11 +369,34 @@ def _background(image: np.ndarray, radius_px: float) -> np.ndarray:
         return np.pad(a, pad, mode="reflect", reflect_type="odd")
 
     small = np.maximum(
-        ndi.grey_opening(small, footprint=foot, mode="nearest"),
-        ndi.grey_opening(odd(small), footprint=foot)[crop],
+        _disk_opening(small, foot, "nearest"), _disk_opening(odd(small), foot, "reflect")[crop]
     )
     small = ndi.gaussian_filter(odd(small), radius / 2, mode="nearest")[crop]
     return small if factor == 1 else _upscale(small, factor, image.shape)
+
+
+def _disk_opening(image: np.ndarray, foot: np.ndarray, mode: str) -> np.ndarray:
+    """``ndi.grey_opening(image, footprint=foot, mode=mode)`` for a disk footprint, computed
+    as running minima (then maxima) along rows, one per distinct row width, combined over the
+    rows of the disk: the same values, many times faster than scipy's generic footprint filter.
+    """
+    r = foot.shape[0] // 2
+    if foot.shape != (2 * r + 1, 2 * r + 1) or r >= min(image.shape):
+        return ndi.grey_opening(image, footprint=foot, mode=mode)
+    half = foot.sum(axis=1) // 2  # half width of each (centred) footprint row
+    pad = {"nearest": "edge", "reflect": "symmetric"}[mode]  # scipy's modes, numpy's names
+    h, w = image.shape
+
+    def flat(a: np.ndarray, filter1d, combine) -> np.ndarray:
+        a = np.pad(a, r, mode=pad)
+        rows = {k: filter1d(a, 2 * k + 1, axis=1) for k in np.unique(half).tolist()}
+        out = rows[int(half[0])][0:h, r : r + w].copy()
+        for dy in range(1, 2 * r + 1):
+            combine(out, rows[int(half[dy])][dy : dy + h, r : r + w], out=out)
+        return out
+
+    eroded = flat(image, ndi.minimum_filter1d, np.minimum)
+    return flat(eroded, ndi.maximum_filter1d, np.maximum)
 
 
 def _auto_threshold(flat: np.ndarray) -> float | None:

@@ -110,25 +110,34 @@ def measure_nuclei(
     scale. ``pairs``: (k, 2) old labels lying close together (:func:`neighbour_pairs`).
     Returns the table columns, or None when no nucleus is left.
     """
-    counts = np.bincount(labels.ravel())
-    keep = counts >= limits["debris"]  # e.g. slivers left by the full-resolution cut
+    boxes = ndi.find_objects(labels)
+    top = len(boxes)
+    counts = np.zeros(top + 1, np.int64)
+    cy, cx, mean_dapi, solidity = (np.zeros(top + 1) for _ in range(4))
+    for i, sl in enumerate(boxes, start=1):
+        if sl is None:
+            continue
+        own = labels[sl] == i
+        rr, cc = np.nonzero(own)
+        counts[i] = rr.size
+        if counts[i] < limits["debris"]:  # e.g. slivers left by the full-resolution cut
+            continue
+        cy[i], cx[i] = rr.mean() + sl[0].start, cc.mean() + sl[1].start
+        mean_dapi[i] = float(image[sl][own].mean())
+        solidity[i] = _solidity(own, sl, float(counts[i]))
+    keep = counts >= limits["debris"]
     keep[0] = False
     old = np.flatnonzero(keep)
     n = old.size
-    lut = np.zeros(counts.size, np.int32)
+    lut = np.zeros(top + 1, np.int32)
     lut[old] = np.arange(1, n + 1, dtype=np.int32)
-    labels[...] = lut[labels]
+    if not np.array_equal(old, np.arange(1, top + 1)):  # some dropped: renumber 1..N
+        labels[...] = lut[labels]
     if n == 0:
         return None
     carried = {k: np.asarray(v)[old] for k, v in carried.items()}
     area = counts[old].astype(np.float64)
-    cy, cx, mean_dapi = (np.zeros(n) for _ in range(3))
-    for i, sl in enumerate(ndi.find_objects(labels, max_label=n)):
-        own = labels[sl] == i + 1
-        rr, cc = np.nonzero(own)
-        cy[i], cx[i] = rr.mean() + sl[0].start, cc.mean() + sl[1].start
-        mean_dapi[i] = float(image[sl][own].mean())
-    solidity = _solidities(labels, n, area)
+    cy, cx, mean_dapi, solidity = cy[old], cx[old], mean_dapi[old], solidity[old]
     contrast, noise = carried["contrast"], float(carried["noise"][0])
     on_edge = np.zeros(n + 1, dtype=bool)
     on_edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
@@ -211,21 +220,11 @@ def _scattered_pieces(pairs: np.ndarray, broken: np.ndarray, area: np.ndarray) -
     return scattered[roots]
 
 
-def _solidities(labels: np.ndarray, n: int, area: np.ndarray) -> np.ndarray:
-    """Solidity per label from the convex hull of its outline pixels."""
-    edge = np.zeros(labels.shape, bool)
-    edge[:-1] |= labels[:-1] != labels[1:]
-    edge[1:] |= labels[1:] != labels[:-1]
-    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
-    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
-    edge[[0, -1], :] = True
-    edge[:, [0, -1]] = True
-    edge &= labels > 0
-    rr, cc = np.nonzero(edge)
-    ids = labels[rr, cc]
-    order = np.argsort(ids, kind="stable")
-    bounds = np.searchsorted(ids[order], np.arange(1, n + 2))
-    points = np.column_stack([rr[order], cc[order]])
-    return np.array(
-        [solidity_of(points[bounds[i] : bounds[i + 1]], area[i]) for i in range(n)], float
-    )
+def _solidity(own: np.ndarray, box: tuple[slice, ...], area: float) -> float:
+    """Solidity of one label (``own``: its mask in its bounding ``box``) from the convex hull
+    of its outline pixels: those with a 4-neighbour outside it (or on the image edge)."""
+    padded = np.zeros((own.shape[0] + 2, own.shape[1] + 2), bool)
+    padded[1:-1, 1:-1] = own
+    inner = own & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    rr, cc = np.nonzero(own & ~inner)
+    return solidity_of(np.column_stack([rr + box[0].start, cc + box[1].start]), area)
