@@ -44,6 +44,7 @@ from .interop import EXPORTS, IMAGE_EXPORTS
 from .io import SUPPORTED_SUFFIXES
 from .journal import JOURNAL_NAME
 from .models import PipelineConfig
+from .tiling import DEFAULT_TILING, tiling_options
 
 __all__ = [
     "BatchError",
@@ -63,7 +64,8 @@ class BatchResult:
     """Tables of a batch run and where they were written.
 
     ``n_resumed`` counts the images whose results were taken from an earlier run into the
-    same folder instead of being scored again.
+    same folder instead of being scored again. ``tiles`` is the per-tile table (tiles.csv) of
+    the images scored in tiles, None when there are none.
     """
 
     images: pd.DataFrame
@@ -72,6 +74,7 @@ class BatchResult:
     out_dir: Path
     files: dict[str, Path]
     n_resumed: int = 0
+    tiles: pd.DataFrame | None = None
 
     @property
     def n_failed(self) -> int:
@@ -239,6 +242,7 @@ def run_batch(
     command: str | None = None,
     samples: Mapping[Path, CaseInfo] | None = None,
     exports: Sequence[str] = (),
+    tiling: Mapping[str, Any] | None = DEFAULT_TILING,
 ) -> BatchResult:
     """Score every image in ``inputs``; write images/cells/spots tables and run.json.
 
@@ -276,6 +280,11 @@ def run_batch(
     exports : sequence of str
         Extra outputs in ``out_dir/exports``: per image ``geojson``, ``labels``, ``points``,
         ``lims``; ``xlsx`` writes one Excel summary of the images and cases.
+    tiling : mapping, optional
+        Score images with a side longer than ``tiling["tile_size"]`` pixels in tiles, read
+        lazily (:func:`her2fish.tiling.score_tiled`; keys as returned by
+        :func:`her2fish.tiling.tiling_options`) and write their per-tile table, tiles.csv.
+        Default: tiles of 4096 px. None: every image is scored whole.
 
     Returns
     -------
@@ -311,9 +320,18 @@ def run_batch(
             f"no images found in {', '.join(map(str, inputs))} "
             f"(looked for files ending in {', '.join(SUPPORTED_SUFFIXES)})"
         )
+    if tiling is not None:
+        # The default is not checked against the pixel size: it only matters for large images,
+        # which are checked when they are scored.
+        default = dict(tiling) == dict(DEFAULT_TILING)
+        tiling = tiling_options(
+            **dict(tiling), config=config, pixel_size_um=None if default else pixel_size_um
+        )
     folder = OutputFolder(out_dir, fmt)
     params = parameter_set(config, channels=channels, pixel_size_um=pixel_size_um, fmt=fmt)
     params["exports"] = sorted(exports)
+    if tiling != dict(DEFAULT_TILING):  # runs with the default keep their earlier fingerprint
+        params["tiling"] = tiling
     case_of = _case_map(jobs, samples)
     if dask is not None:
         require_dask()
@@ -331,6 +349,7 @@ def run_batch(
             config=config, workers=workers, dask=client,
             exports=tuple(e for e in exports if e in IMAGE_EXPORTS),
             export_dir=str(folder.path / EXPORTS_DIR) if exports else None,
+            tiling=tiling,
         )
         try:
             images, cells, spots = folder.assemble(
@@ -343,7 +362,7 @@ def run_batch(
                     **config.to_dict(), "channels": params["channels"],
                     "pixel_size_um_override": pixel_size_um, "workers": workers,
                     "dask_scheduler": None if client is None else str(client.scheduler.address),
-                    "format": fmt,
+                    "format": fmt, "tiling": tiling,
                 },
             )
             pause_point("run-json")
@@ -362,8 +381,10 @@ def run_batch(
         log.info("finished: %d image(s), %d failed", run["n_images"], run["n_failed"])
     files = {k: folder.table(k) for k in ("images", "cells", "spots", *CASE_TABLES)}
     files.update(run=folder.run_json, journal=folder.journal.path)
+    if folder.tiles is not None:
+        files["tiles"] = folder.table("tiles")
     return BatchResult(images=images, cells=cells, spots=spots, out_dir=folder.path,
-                       files=files, n_resumed=n_resumed)
+                       files=files, n_resumed=n_resumed, tiles=folder.tiles)
 
 
 def _case_map(jobs: Sequence[ImageJob], samples: Mapping[Path, CaseInfo] | None) -> dict[str, CaseInfo]:

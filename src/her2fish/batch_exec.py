@@ -63,17 +63,23 @@ def score_job(
     config: PipelineConfig,
     exports: tuple[str, ...] = (),
     export_dir: str | None = None,
+    tiling: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score one image; never raises for a bad image (the error becomes the result).
+
+    With ``tiling`` (keys ``tile_size``, ``halo_um``, ``estimate_tiles``; see
+    :func:`her2fish.tiling.score_tiled`), an image with a side longer than ``tile_size`` is
+    read lazily and scored in tiles; its per-tile table is returned as ``tiles``.
 
     Returns
     -------
     dict
         ``name``, ``path``, ``size_bytes``, ``sha256`` (of the input file), ``row`` (the
-        images.csv row), ``cells`` and ``spots`` (tables, when scored), ``warnings``,
-        ``seconds`` and ``timings``.
+        images.csv row), ``cells`` and ``spots`` (tables, when scored), ``tiles`` (tiled
+        images only), ``warnings``, ``seconds`` and ``timings``.
     """
     from .pipeline import score_image
+    from .tiling import needs_tiling, score_tiled, tiles_frame
 
     if os.environ.get(CRASH_ENV) == job.name and multiprocessing.parent_process() is not None:
         os._exit(70)
@@ -82,9 +88,16 @@ def score_job(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            result = score_image(
-                job.path, channels=channels, pixel_size_um=pixel_size_um, config=config, name=job.name
-            )
+            if tiling is not None and needs_tiling(job.path, tiling["tile_size"]):
+                result = score_tiled(
+                    job.path, channels=channels, pixel_size_um=pixel_size_um, config=config,
+                    name=job.name, **tiling,
+                )
+            else:
+                result = score_image(
+                    job.path, channels=channels, pixel_size_um=pixel_size_um, config=config,
+                    name=job.name,
+                )
         except MemoryError:
             record["row"] = error_row(job.name, "out of memory while scoring this image")
         except Exception as exc:  # noqa: BLE001 - one bad image must not stop the batch
@@ -96,13 +109,21 @@ def score_job(
             record["cells"] = cells_frame(job.name, result.cells)
             record["spots"] = spots_frame(job.name, result.spots)
             record["timings"] = result.timings
-            if exports and export_dir:
+            tiles = getattr(result, "tiles", None)
+            if tiles is not None:
+                record["tiles"] = tiles_frame(job.name, tiles)
+                if exports:
+                    warnings.warn(
+                        "per-image exports are not written for images scored in tiles",
+                        UserWarning, stacklevel=2,
+                    )
+            elif exports and export_dir:
                 from .interop import write_image_exports
 
                 try:
                     record["exports"] = write_image_exports(result, export_dir, exports)
                 except OSError as exc:
-                    record = {k: v for k, v in record.items() if k not in ("cells", "spots")}
+                    record = {k: v for k, v in record.items() if k not in ("cells", "spots", "tiles")}
                     record["row"] = error_row(
                         job.name, f"scored, but the exports could not be written: {exc}")
     record["warnings"] = sorted({str(w.message) for w in caught})
@@ -306,6 +327,7 @@ def run_jobs(
     dask: Any = None,
     exports: tuple[str, ...] = (),
     export_dir: str | None = None,
+    tiling: dict[str, Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Score ``jobs`` and yield one record per image (see :func:`score_job`) as each finishes.
 
@@ -322,9 +344,11 @@ def run_jobs(
         must be able to import her2fish and to read the input paths.
     exports, export_dir : optional
         Per-image exports (see :func:`her2fish.interop.write_image_exports`) and their folder.
+    tiling : dict, optional
+        Score images larger than ``tiling["tile_size"]`` in tiles (see :func:`score_job`).
     """
     jobs = list(jobs)
-    args = (channels, pixel_size_um, config, tuple(exports), export_dir)
+    args = (channels, pixel_size_um, config, tuple(exports), export_dir, tiling)
     if dask is not None:
         yield from _run_dask(jobs, args, dask)
     elif workers == 1 or len(jobs) <= 1:

@@ -9,6 +9,8 @@ Layout of ``DIR``::
     .her2fish-parts/<key>.cells.csv             cells / spots of one image, written as soon as
     .her2fish-parts/<key>.spots.csv             the image is scored; key = hash of (name, input
                                                 SHA-256, parameters), never the image name itself
+    tiles.csv, .her2fish-parts/<key>.tiles.csv  per-tile table of images scored in tiles (only
+                                                when there are such images)
 
 Every file is written to a temporary name and renamed into place. Part files are written
 before their journal line, and the journal line records each part's SHA-256 and row count,
@@ -55,12 +57,14 @@ __all__ = [
 PARTS_DIR = ".her2fish-parts"
 LOG_NAME = "her2fish.log"
 TABLES = ("images", "cells", "spots")
+#: Per-tile table of the images scored in tiles (written only when there are any).
+TILE_TABLE = "tiles"
 #: Tables derived from those at the end of a run (cases pooled from the images).
 CASE_TABLES = ("cases", "case_fields", "populations")
 #: Folder of per-image exports (``--export``) and the run's Excel summary.
 EXPORTS_DIR = "exports"
-_PART_RE = re.compile(r"^[0-9a-f]{32}\.(cells|spots)\.(csv|parquet)$")
-_TMP_RE = re.compile(r"^\.(images|cells|spots)\.(csv|parquet)\..+\.tmp$|^\.run\.json\..+\.tmp$")
+_PART_RE = re.compile(r"^[0-9a-f]{32}\.(cells|spots|tiles)\.(csv|parquet)$")
+_TMP_RE = re.compile(r"^\.(images|cells|spots|tiles)\.(csv|parquet)\..+\.tmp$|^\.run\.json\..+\.tmp$")
 
 #: Fault-injection hooks for the kill/resume tests: when the environment variable
 #: HER2FISH_TEST_PAUSE_AT equals a pause point, the process touches HER2FISH_TEST_PAUSE_FILE
@@ -234,9 +238,11 @@ class OutputFolder:
         self.journal = Journal(self.path / JOURNAL_NAME)
         self.run_json = self.path / "run.json"
         self._n_parts = 0
+        #: The per-tile table written by the last :meth:`assemble` (None: no tiled image).
+        self.tiles: pd.DataFrame | None = None
 
     def table(self, kind: str, ext: str | None = None) -> Path:
-        """Path of a final table (``kind`` in images, cells, spots)."""
+        """Path of a final table (``kind`` in images, cells, spots, tiles)."""
         return self.path / f"{kind}.{ext or self.ext}"
 
     def create(self) -> None:
@@ -246,7 +252,7 @@ class OutputFolder:
 
     def existing(self) -> list[str]:
         """Names of results of an earlier run found in the folder."""
-        names = [f"{k}.{e}" for k in TABLES + CASE_TABLES for e in ("csv", "parquet")]
+        names = [f"{k}.{e}" for k in TABLES + (TILE_TABLE,) + CASE_TABLES for e in ("csv", "parquet")]
         names += ["run.json", JOURNAL_NAME]
         found = [n for n in names if (self.path / n).exists()]
         if self.parts.is_dir() and any(_PART_RE.match(p.name) for p in self.parts.iterdir()):
@@ -260,7 +266,7 @@ class OutputFolder:
         this leaves a folder that ``--resume`` or ``--overwrite`` can still take up.
         """
         self.run_json.unlink(missing_ok=True)
-        for kind in TABLES + CASE_TABLES:
+        for kind in TABLES + (TILE_TABLE,) + CASE_TABLES:
             for ext in ("csv", "parquet"):
                 self.table(kind, ext).unlink(missing_ok=True)
         exports = self.path / EXPORTS_DIR
@@ -314,7 +320,7 @@ class OutputFolder:
         """
         key = part_key(record["name"], record.get("sha256"), params_fingerprint)
         parts = {}
-        for kind in ("cells", "spots"):
+        for kind in ("cells", "spots", TILE_TABLE):
             part = self._write_part(record.get(kind), kind, key)
             if part:
                 parts[kind] = part
@@ -393,10 +399,16 @@ class OutputFolder:
             for kind, columns in (("cells", CELLS_COLUMNS), ("spots", SPOTS_COLUMNS))
         }
         tables = {"images": images, **frames}
+        tiles = [self.read_part(e["parts"][TILE_TABLE]) for e in entries if TILE_TABLE in (e.get("parts") or {})]
         extra = finish(tables) if finish is not None else {}
         for kind in TABLES:
             write_table(tables[kind], self.table(kind), fmt=self.fmt)
             pause_point(f"table:{kind}")
+        self.tiles = pd.concat(tiles, ignore_index=True) if tiles else None
+        if self.tiles is not None:
+            write_table(self.tiles, self.table(TILE_TABLE), fmt=self.fmt)
+        else:
+            self.table(TILE_TABLE).unlink(missing_ok=True)  # none from an earlier run
         for kind, frame in extra.items():
             write_table(frame, self.table(kind), fmt=self.fmt)
         return tables["images"], tables["cells"], tables["spots"]

@@ -29,6 +29,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -86,6 +96,24 @@ def get_arg_parser() -> argparse.ArgumentParser:
         "--rule-set",
         choices=("asco_cap_2018", "gastric", "colorectal"),
         help="guideline rule set (default: from --config, else asco_cap_2018)",
+    )
+    large = score.add_argument_group("large images (whole slides)")
+    large.add_argument(
+        "--tile-size",
+        type=_non_negative_int,
+        default=argparse.SUPPRESS,
+        metavar="PX",
+        help="images with a side longer than PX pixels (TIFF, OME-TIFF, BigTIFF, OME-Zarr) are "
+        "read lazily and scored in PX x PX tiles with a halo, in bounded memory, and get a "
+        "per-tile table (tiles.csv); 0: never tile (default: 4096)",
+    )
+    large.add_argument(
+        "--tile-halo",
+        type=_positive_float,
+        default=argparse.SUPPRESS,
+        metavar="UM",
+        help="context read around each tile in micrometres; must exceed the largest nucleus "
+        "(default: 2 x segmentation.max_diameter_um)",
     )
     run = score.add_argument_group("run")
     run.add_argument(
@@ -294,6 +322,20 @@ def _run_score(args: argparse.Namespace, argv: Sequence[str]) -> int:
         inputs += [p for p in samples if p not in inputs]
     if not inputs:
         raise ValueError("give images or folders to score, or a sample sheet with --samples")
+    from .tiling import DEFAULT_TILING, tiling_options
+
+    tile_size, tile_halo = getattr(args, "tile_size", None), getattr(args, "tile_halo", None)
+    tiling: dict[str, Any] | None = dict(DEFAULT_TILING)
+    if tile_size == 0:
+        if tile_halo is not None:
+            raise ValueError("--tile-halo needs tiling: drop --tile-size 0")
+        tiling = None
+    elif tile_size is not None or tile_halo is not None:
+        # Checked now (with --pixel-size) so that a bad tile size fails before any image.
+        tiling = tiling_options(
+            tile_size or DEFAULT_TILING["tile_size"], halo_um=tile_halo,
+            config=config, pixel_size_um=args.pixel_size,
+        )
     progress = _Progress(sys.stderr, enabled=not args.quiet)
     stop_logging = _start_logging(args.out, quiet=args.quiet)
     try:
@@ -312,6 +354,7 @@ def _run_score(args: argparse.Namespace, argv: Sequence[str]) -> int:
             command=shlex.join(["her2fish", *argv]),
             samples=samples,
             exports=args.export,
+            tiling=tiling,
         )
     except Exception as exc:
         # For the log file; main() prints it on stderr.

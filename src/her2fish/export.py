@@ -59,6 +59,7 @@ IMAGES_EXTRA_COLUMNS: tuple[str, ...] = (
     "reference_intensity_her2",
     "reference_intensity_cep17",
     "seconds",
+    "n_tiles",
 )
 
 
@@ -148,7 +149,8 @@ def images_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """images.csv as a DataFrame with stable column order and dtypes."""
     frame = pd.DataFrame(list(rows), columns=list(IMAGES_COLUMNS + IMAGES_EXTRA_COLUMNS))
     for col in ("n_nuclei", "n_cells_scored", "asco_cap_2018_group",
-                "provisional_asco_cap_2018_group", "n_her2_clusters", "sum_her2", "sum_cep17"):
+                "provisional_asco_cap_2018_group", "n_her2_clusters", "sum_her2", "sum_cep17",
+                "n_tiles"):
         frame[col] = pd.array(frame[col], dtype="Int64")
     for col in ("gcn_ge_20", "s1613_ratio_gt_2", "s1613_hcr_gt_5", "heracles_amplified"):
         frame[col] = pd.array(frame[col], dtype="boolean")

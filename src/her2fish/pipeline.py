@@ -18,12 +18,20 @@ from . import io
 from .aggregation import assign_spots, cell_table
 from .clusters import debris_flags
 from .config import resolve_rules
-from .models import SPOTS_COLUMNS, FishImage, PipelineConfig
+from .models import SPOTS_COLUMNS, FishImage, PipelineConfig, SegmentationParams, SpotParams
 from .scoring import score_cells
 from .segmentation import segment_nuclei
 from .spots import detect_spots
 
-__all__ = ["ScoreResult", "score_image", "SPOTS_OUTPUT_COLUMNS"]
+__all__ = [
+    "ScoreResult",
+    "score_image",
+    "segment",
+    "detect_probes",
+    "remove_debris",
+    "summarize",
+    "SPOTS_OUTPUT_COLUMNS",
+]
 
 #: Columns of ``ScoreResult.spots`` (spots.csv without the leading ``image`` column, plus extras).
 SPOTS_OUTPUT_COLUMNS = SPOTS_COLUMNS[1:] + (
@@ -112,6 +120,155 @@ def _spot_z(stack: np.ndarray | None, role_index: int, table: pd.DataFrame) -> n
     return np.argmax(smooth[:, yi, xi], axis=0).astype(float)
 
 
+def segment(
+    dapi: np.ndarray,
+    *,
+    pixel_size_um: float,
+    params: SegmentationParams,
+    threshold: float | None = None,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Segment nuclei with the options of ``params`` (stage 1 of :func:`score_image`).
+
+    ``threshold`` fixes the detection threshold (default: Otsu's, per image); the tiled runner
+    (:mod:`her2fish.tiling`) passes one slide-wide value.
+    """
+    return segment_nuclei(
+        dapi,
+        pixel_size_um=pixel_size_um,
+        min_diameter_um=params.min_diameter_um,
+        max_diameter_um=params.max_diameter_um,
+        min_solidity=params.min_solidity,
+        smoothing_um=params.smoothing_um,
+        threshold=threshold,
+        edge_level=params.edge_level,
+        overlap_contrast=params.overlap_contrast,
+        min_focus=params.min_focus,
+        damage_fraction=params.damage_fraction,
+    )
+
+
+def detect_probes(
+    planes: dict[str, np.ndarray],
+    labels: np.ndarray,
+    *,
+    pixel_size_um: float,
+    params: SpotParams,
+    stack: np.ndarray | None = None,
+    thresholds: dict[str, float] | None = None,
+    references: dict[str, float] | None = None,
+    notify: Callable[[str], None] | None = None,
+    timings: dict[str, float] | None = None,
+) -> tuple[list[pd.DataFrame], dict[str, dict[str, Any]]]:
+    """Detect HER2 and CEP17 signals near the nuclei and assign them (stage 2).
+
+    Parameters
+    ----------
+    planes : dict
+        Role -> 2-D plane, at least "her2" and "cep17".
+    labels : ndarray
+        Nuclear labels of the same shape.
+    thresholds, references : dict, optional
+        Role -> fixed LoG threshold / single-signal reference intensity, overriding
+        ``params`` and the per-image estimates (used by the tiled runner).
+
+    Returns
+    -------
+    (list of DataFrame, dict)
+        The HER2 and CEP17 spot tables (with ``channel``, ``z`` and ``cell_id``) and, per role,
+        the detection facts (``detect_spots``' ``attrs``).
+    """
+    thresholds, references = thresholds or {}, references or {}
+    notify = notify or (lambda stage: None)
+    timings = {} if timings is None else timings
+    region = expand_labels(labels, distance=0.5 / pixel_size_um) > 0
+    tables = []
+    detection: dict[str, Any] = {}
+    for role_index, role in ((1, "her2"), (2, "cep17")):
+        t = time.perf_counter()
+        notify(f"spots_{role}")
+        threshold = thresholds.get(role)
+        table = detect_spots(
+            planes[role],
+            pixel_size_um=pixel_size_um,
+            spot_diameter_um=params.spot_diameter_um,
+            threshold=getattr(params, f"threshold_{role}") if threshold is None else threshold,
+            mask=region if region.any() else None,
+            reference_intensity=references.get(role),
+            max_copies=params.max_copies,
+            cluster_mode=params.cluster_mode,
+            planes=None if stack is None else stack[:, role_index],
+        )
+        attrs = dict(table.attrs)
+        table = table.copy()
+        table["channel"] = role
+        if "z" not in table:  # with planes, detect_spots gives each signal's brightest plane
+            table["z"] = _spot_z(stack, role_index, table)
+        table["cell_id"] = assign_spots(table, labels, pixel_size_um=pixel_size_um)
+        tables.append(table)
+        detection[role] = attrs
+        timings[f"spots_{role}"] = time.perf_counter() - t
+    return tables, detection
+
+
+def remove_debris(
+    her2: np.ndarray,
+    cep17: np.ndarray,
+    tables: list[pd.DataFrame],
+    *,
+    pixel_size_um: float,
+    spot_diameter_um: float,
+    mask: np.ndarray | None = None,
+) -> None:
+    """Flag signals on autofluorescent debris in place (``debris`` True, no copies; stage 3)."""
+    flags = debris_flags(
+        her2,
+        cep17,
+        tables[0],
+        tables[1],
+        pixel_size_um=pixel_size_um,
+        spot_diameter_um=spot_diameter_um,
+        mask=mask,
+    )
+    for table, flag in zip(tables, flags, strict=True):
+        table["debris"] = flag
+        table.loc[flag, ["copies", "cluster"]] = [0, False]
+
+
+def summarize(
+    cells: pd.DataFrame,
+    spots: pd.DataFrame,
+    detection: dict[str, dict[str, Any]],
+    *,
+    name: str,
+    pixel_size_um: float,
+    config: PipelineConfig,
+) -> dict[str, Any]:
+    """The images.csv row and run facts of a scored image or slide (stage 4).
+
+    ``detection`` holds per role ``threshold``, ``reference_intensity``, ``n_reference`` and
+    ``reference_source`` (a reference ``"given"`` is not checked for its number of signals).
+    """
+    rules = resolve_rules(config)
+    summary: dict[str, Any] = {"image": name}
+    summary.update(score_cells(cells, rules=rules, n_bootstrap=config.n_bootstrap, seed=config.seed))
+    flags = list(summary.get("flags") or [])
+    for role in ("her2", "cep17"):
+        info = detection[role]
+        summary[f"threshold_{role}"] = info["threshold"]
+        summary[f"reference_intensity_{role}"] = info["reference_intensity"]
+        summary[f"n_reference_{role}"] = info["n_reference"]
+        if info["n_reference"] < MIN_REFERENCE_SIGNALS and info["reference_source"] != "given":
+            flags.append(f"few_reference_signals_{role}")
+    in_cells = spots[spots["cell_id"] > 0]
+    summary["n_her2_clusters"] = int(in_cells.loc[in_cells["channel"] == "her2", "cluster"].sum())
+    if bool(spots["capped"].any()):
+        flags.append("capped_clusters")
+    summary["flags"] = flags
+    summary["pixel_size_um"] = pixel_size_um
+    summary["cluster_mode"] = config.spots.cluster_mode
+    return summary
+
+
 def score_image(
     source: str | os.PathLike | FishImage | Sequence[np.ndarray],
     *,
@@ -142,11 +299,15 @@ def score_image(
     Returns
     -------
     ScoreResult
+
+    See Also
+    --------
+    her2fish.tiling.score_tiled : the same analysis in tiles, for whole slides.
     """
     config = PipelineConfig() if config is None else config
     if not isinstance(config, PipelineConfig):
         raise TypeError(f"config must be a PipelineConfig, got {type(config).__name__}")
-    rules = resolve_rules(config)
+    resolve_rules(config)  # an unknown rule set fails before any work
     timings: dict[str, float] = {}
     notify = progress or (lambda stage: None)
 
@@ -160,76 +321,29 @@ def score_image(
 
     t = time.perf_counter()
     notify("segment")
-    seg = config.segmentation
-    labels, nuclei = segment_nuclei(
-        image.dapi,
-        pixel_size_um=px,
-        min_diameter_um=seg.min_diameter_um,
-        max_diameter_um=seg.max_diameter_um,
-        min_solidity=seg.min_solidity,
-        smoothing_um=seg.smoothing_um,
-        edge_level=seg.edge_level,
-        overlap_contrast=seg.overlap_contrast,
-        min_focus=seg.min_focus,
-        damage_fraction=seg.damage_fraction,
-    )
+    labels, nuclei = segment(image.dapi, pixel_size_um=px, params=config.segmentation)
     timings["segment"] = time.perf_counter() - t
 
     sp = config.spots
-    region = expand_labels(labels, distance=0.5 / px) > 0
-    tables = []
-    detection: dict[str, Any] = {}
-    for role_index, role in ((1, "her2"), (2, "cep17")):
-        t = time.perf_counter()
-        notify(f"spots_{role}")
-        table = detect_spots(
-            image.channel(role),
-            pixel_size_um=px,
-            spot_diameter_um=sp.spot_diameter_um,
-            threshold=getattr(sp, f"threshold_{role}"),
-            mask=region if region.any() else None,
-            max_copies=sp.max_copies,
-            cluster_mode=sp.cluster_mode,
-            planes=None if image.stack is None else image.stack[:, role_index],
-        )
-        attrs = dict(table.attrs)
-        table = table.copy()
-        table["channel"] = role
-        if "z" not in table:  # with planes, detect_spots gives each signal's brightest plane
-            table["z"] = _spot_z(image.stack, role_index, table)
-        table["cell_id"] = assign_spots(table, labels, pixel_size_um=px)
-        tables.append(table)
-        detection[role] = attrs
-        timings[f"spots_{role}"] = time.perf_counter() - t
+    tables, detection = detect_probes(
+        {"her2": image.her2, "cep17": image.cep17},
+        labels,
+        pixel_size_um=px,
+        params=sp,
+        stack=image.stack,
+        notify=notify,
+        timings=timings,
+    )
 
     t = time.perf_counter()
     notify("score")
-    her2, cep17 = tables
-    flags = debris_flags(
-        image.her2, image.cep17, her2, cep17, pixel_size_um=px, spot_diameter_um=sp.spot_diameter_um
+    remove_debris(
+        image.her2, image.cep17, tables, pixel_size_um=px, spot_diameter_um=sp.spot_diameter_um
     )
-    for table, flag in zip(tables, flags, strict=True):
-        table["debris"] = flag
-        table.loc[flag, ["copies", "cluster"]] = [0, False]
+    her2, cep17 = tables
     cells = cell_table(nuclei, her2[~her2["debris"]], cep17[~cep17["debris"]])
     spots = pd.concat(tables, ignore_index=True)[list(SPOTS_OUTPUT_COLUMNS)]
-    summary: dict[str, Any] = {"image": name}
-    summary.update(score_cells(cells, rules=rules, n_bootstrap=config.n_bootstrap, seed=config.seed))
-    flags = list(summary.get("flags") or [])
-    for role in ("her2", "cep17"):
-        info = detection[role]
-        summary[f"threshold_{role}"] = info["threshold"]
-        summary[f"reference_intensity_{role}"] = info["reference_intensity"]
-        summary[f"n_reference_{role}"] = info["n_reference"]
-        if info["n_reference"] < MIN_REFERENCE_SIGNALS and info["reference_source"] != "given":
-            flags.append(f"few_reference_signals_{role}")
-    in_cells = spots[spots["cell_id"] > 0]
-    summary["n_her2_clusters"] = int(in_cells.loc[in_cells["channel"] == "her2", "cluster"].sum())
-    if bool(spots["capped"].any()):
-        flags.append("capped_clusters")
-    summary["flags"] = flags
-    summary["pixel_size_um"] = px
-    summary["cluster_mode"] = sp.cluster_mode
+    summary = summarize(cells, spots, detection, name=name, pixel_size_um=px, config=config)
     timings["score"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     return ScoreResult(
