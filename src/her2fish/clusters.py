@@ -34,7 +34,9 @@ from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
-from skimage.segmentation import expand_labels, watershed
+from skimage.segmentation import watershed
+
+from .segmentation_split import expand_labels
 
 __all__ = [
     "SADDLE_FRACTION",

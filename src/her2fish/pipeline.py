@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
-from skimage.segmentation import expand_labels
 
 from . import io
 from .aggregation import assign_spots, cell_table
@@ -21,6 +20,7 @@ from .config import resolve_rules
 from .models import SPOTS_COLUMNS, FishImage, PipelineConfig, SegmentationParams, SpotParams
 from .scoring import score_cells
 from .segmentation import segment_nuclei
+from .segmentation_split import expand_labels
 from .spots import detect_spots
 
 __all__ = [

@@ -63,6 +63,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from .clusters import group_maxima, robust_mode, single_signal_reference
+from .segmentation_split import nearest_labels
 
 __all__ = [
     "SPOT_TABLE_COLUMNS",
@@ -291,11 +292,11 @@ def _apertures(
         cy, cx = stats.centroid(weight)
         sel = np.flatnonzero(compact)
         seeds[np.rint(cy[sel]).astype(int), np.rint(cx[sel]).astype(int)] = sel + 1
-    dist, (iy, ix) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
-    nearest = seeds[iy, ix]
+    ring_px = max(RING_WIDTH * radius_px, 1.0)
+    nearest, dist = nearest_labels(seeds, float(reach.max()) + ring_px)
     limit = reach[nearest]
     aperture = np.where(dist <= limit, nearest, 0).astype(np.int32)
-    ring = np.where((dist > limit) & (dist <= limit + max(RING_WIDTH * radius_px, 1.0)), nearest, 0)
+    ring = np.where((dist > limit) & (dist <= limit + ring_px), nearest, 0)
     ring[objects > 0] = 0
     return aperture, ring.astype(np.int32)
 
