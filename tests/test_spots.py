@@ -252,3 +252,34 @@ def test_dim_singles_found_by_the_second_threshold_level_without_false_positives
     assert len(table) <= len(pts) + 2
     noise = np.random.default_rng(5).poisson(np.full((400, 400), 100.0)) + rng.normal(0, 4, (400, 400))
     assert len(detect_spots(noise, pixel_size_um=PX)) <= 1
+
+
+def test_fixed_levels_reproduce_the_measured_ones_and_change_the_objects(singles_and_clusters):
+    from her2fish.spots import LEVEL_KEYS
+
+    img, _ = singles_and_clusters
+    measured = detect_spots(img, pixel_size_um=PX)
+    levels = {k: measured.attrs[k] for k in LEVEL_KEYS}
+    assert all(np.isfinite(v) for v in levels.values())
+    again = detect_spots(img, pixel_size_um=PX, levels=levels)
+    pd.testing.assert_frame_equal(measured, again)
+    # A higher object level (as a brighter slide would set) shrinks the objects: fewer pixels.
+    high = detect_spots(img, pixel_size_um=PX, levels={"object_sd": 3 * levels["object_sd"]})
+    assert high["area_px"].sum() < measured["area_px"].sum()
+    assert high.attrs["object_sd"] == pytest.approx(3 * levels["object_sd"])
+
+
+@pytest.mark.parametrize(
+    ("levels", "error", "match"),
+    [
+        ({"noise": 1.0}, ValueError, "unknown keys"),
+        ({"object_sd": -1.0}, ValueError, "finite and >= 0"),
+        ({"object_sd": float("nan")}, ValueError, "finite"),
+        ({"object_sd": "3"}, TypeError, "must be a number"),
+        ([("object_sd", 1.0)], TypeError, "mapping"),
+    ],
+)
+def test_levels_are_validated(levels, error, match):
+    img = np.random.default_rng(0).normal(100, 5, (64, 64))
+    with pytest.raises(error, match=match):
+        detect_spots(img, pixel_size_um=PX, levels=levels)

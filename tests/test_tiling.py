@@ -138,12 +138,11 @@ def test_tiled_equals_untiled(untiled, tiled):
         "cep17_count",
     ):
         assert a[col].tolist() == b[col].tolist(), col
-    # HER2 copies: equal but for cluster estimates, whose object outline depends on the spot
-    # detector's per-call object level (see her2fish.tiling's docstring): at most one copy,
-    # only in cells with clusters, in a few cells.
+    # HER2 copies, clusters included: the spot detector's object level and the singles' spread
+    # are slide-wide too (detect_spots(levels=...)); without them 3 cells differed by a copy.
     diff = (a["her2_count"] - b["her2_count"]).abs()
-    assert diff.max() <= 1 and (diff > 0).mean() <= 0.08
-    assert (a.loc[diff > 0, "her2_clusters"] > 0).all()
+    assert diff.max() == 0
+    assert a["her2_clusters"].tolist() == b["her2_clusters"].tolist()
     # Signals: the same objects at the same places, given to the same nuclei.
     sa, sb = untiled.spots, tiled.spots
     assert len(sa) == len(sb)

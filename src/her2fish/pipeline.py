@@ -156,6 +156,7 @@ def detect_probes(
     stack: np.ndarray | None = None,
     thresholds: dict[str, float] | None = None,
     references: dict[str, float] | None = None,
+    levels: dict[str, dict[str, float]] | None = None,
     notify: Callable[[str], None] | None = None,
     timings: dict[str, float] | None = None,
 ) -> tuple[list[pd.DataFrame], dict[str, dict[str, Any]]]:
@@ -170,6 +171,9 @@ def detect_probes(
     thresholds, references : dict, optional
         Role -> fixed LoG threshold / single-signal reference intensity, overriding
         ``params`` and the per-image estimates (used by the tiled runner).
+    levels : dict, optional
+        Role -> ``detect_spots(levels=...)``: per-image levels fixed for the whole slide (used
+        by the tiled runner).
 
     Returns
     -------
@@ -177,7 +181,7 @@ def detect_probes(
         The HER2 and CEP17 spot tables (with ``channel``, ``z`` and ``cell_id``) and, per role,
         the detection facts (``detect_spots``' ``attrs``).
     """
-    thresholds, references = thresholds or {}, references or {}
+    thresholds, references, levels = thresholds or {}, references or {}, levels or {}
     notify = notify or (lambda stage: None)
     timings = {} if timings is None else timings
     region = expand_labels(labels, distance=0.5 / pixel_size_um) > 0
@@ -197,6 +201,7 @@ def detect_probes(
             max_copies=params.max_copies,
             cluster_mode=params.cluster_mode,
             planes=None if stack is None else stack[:, role_index],
+            levels=levels.get(role),
         )
         attrs = dict(table.attrs)
         table = table.copy()

@@ -57,6 +57,8 @@ Method
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
@@ -69,6 +71,7 @@ __all__ = [
     "SPOT_TABLE_COLUMNS",
     "THRESHOLD_K",
     "CLUSTER_MIN_RATIO",
+    "LEVEL_KEYS",
     "detect_spots",
     "find_maxima",
     "single_signal_reference",
@@ -146,6 +149,28 @@ def _robust_sd(values: np.ndarray) -> tuple[float, float]:
     med = float(np.median(values))
     mad = float(np.median(np.abs(values - med)))
     return med, _MAD_TO_SD * mad
+
+
+#: Keys of ``detect_spots(levels=...)``: per-image quantities a caller may fix.
+LEVEL_KEYS = ("object_median", "object_sd", "reference_cv", "single_area_px")
+
+
+def _check_levels(levels: Mapping[str, float] | None) -> dict[str, float]:
+    if levels is None:
+        return {}
+    if not isinstance(levels, Mapping):
+        raise TypeError(f"levels must be a mapping of {LEVEL_KEYS} to numbers, got {type(levels).__name__}")
+    unknown = set(levels) - set(LEVEL_KEYS)
+    if unknown:
+        raise ValueError(f"levels has unknown keys {sorted(unknown)}; use any of {LEVEL_KEYS}")
+    out = {}
+    for key, value in levels.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"levels[{key!r}] must be a number, got {value!r}")
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"levels[{key!r}] must be finite and >= 0, got {value!r}")
+        out[key] = float(value)
+    return out
 
 
 def _validate(image, pixel_size_um, spot_diameter_um, threshold, mask, max_copies, cluster_mode):
@@ -452,7 +477,7 @@ def _fine_maxima(img: np.ndarray, region: np.ndarray, within: np.ndarray, *, dia
     return {"log": log, "y": y, "x": x, "amp": amp, "zscore": zscore, "ok": ok}
 
 
-def _resolve(img, *, pixel_size_um, spot_diameter_um, threshold, region, resolved=True) -> dict:
+def _resolve(img, *, pixel_size_um, spot_diameter_um, threshold, region, resolved=True, levels=None) -> dict:
     """Accepted maxima, foreground objects and the resolved maxima (steps 1-4).
 
     The accepted maxima (LoG at the signal scale, one signal diameter apart, auto or manual
@@ -481,6 +506,10 @@ def _resolve(img, *, pixel_size_um, spot_diameter_um, threshold, region, resolve
     fg = img - background
     fg_s = ndi.gaussian_filter(fg, sigma)
     fg_med, fg_sd = _robust_sd(fg_s[region])
+    levels = levels or {}
+    fg_med = float(levels.get("object_median", fg_med))
+    fg_sd = float(levels.get("object_sd", fg_sd))
+    out["attrs"].update(object_median=float(fg_med), object_sd=float(fg_sd))
     objects, n_lab = ndi.label(fg_s > fg_med + OBJECT_K * max(fg_sd, 1e-6))
     # A maximum outside any object (possible under a manual threshold) becomes a one-pixel
     # object of its own.
@@ -599,6 +628,7 @@ def detect_spots(
     max_copies: int = 60,
     cluster_mode: str = "intensity",
     planes: np.ndarray | None = None,
+    levels: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Detect FISH signals in one probe channel and estimate copies in clusters.
 
@@ -625,6 +655,13 @@ def detect_spots(
         (Z, Y, X) z-stack of this channel, of which ``image`` is a projection: signals are found
         on ``image`` and measured in their best-focus planes; the table gets a ``z`` column
         (the brightest plane of each object).
+    levels : mapping, optional
+        Per-image quantities to use instead of measuring them on this image, so that the tiles
+        of one slide are measured alike (keys of :data:`LEVEL_KEYS`, any subset):
+        ``object_median`` and ``object_sd`` (median and robust SD of the smoothed foreground:
+        the signal-object level and the ``snr`` unit), ``reference_cv`` (spread of the
+        singles, which raises the cluster cut) and ``single_area_px`` (a single's typical
+        area). Every value is reported in ``attrs`` whether given or measured.
 
     Returns
     -------
@@ -633,8 +670,8 @@ def detect_spots(
         ``intensity`` background-subtracted integrated intensity), plus ``z`` with ``planes``.
         ``attrs`` holds
         ``threshold``, ``threshold_method``, ``noise_sd``, ``reference_intensity``,
-        ``reference_cv`` (robust CV of the singles' intensities), ``n_reference`` and
-        ``reference_source``.
+        ``reference_cv`` (robust CV of the singles' intensities), ``n_reference``,
+        ``reference_source``, ``object_median``, ``object_sd`` and ``single_area_px``.
 
     Examples
     --------
@@ -647,6 +684,7 @@ def detect_spots(
     (1, 20, 30)
     """
     mask = _validate(image, pixel_size_um, spot_diameter_um, threshold, mask, max_copies, cluster_mode)
+    levels = _check_levels(levels)
     if planes is not None:
         planes = np.asarray(planes)
         if planes.ndim != 3 or planes.shape[1:] != image.shape:
@@ -657,7 +695,12 @@ def detect_spots(
     region = mask if mask is not None and mask.any() else np.ones(img.shape, bool)
 
     found = _resolve(
-        img, pixel_size_um=pixel_size_um, spot_diameter_um=spot_diameter_um, threshold=threshold, region=region
+        img,
+        pixel_size_um=pixel_size_um,
+        spot_diameter_um=spot_diameter_um,
+        threshold=threshold,
+        region=region,
+        levels=levels,
     )
     attrs, flat, fg, fg_s, fg_sd = (found[k] for k in ("attrs", "flat", "fg", "fg_s", "fg_sd"))
     bg_size = found["bg_size"]
@@ -726,10 +769,12 @@ def detect_spots(
     # Typical area of a single signal, from the reference population itself.
     singles = candidates & (ratio > 0.5) & (ratio < 1.5)
     single_area_med = float(np.median(area[singles])) if singles.any() else single_area / 2
+    single_area_med = float(levels.get("single_area_px", single_area_med))
     # Spread of the singles' intensities (robust CV): at low SNR a single can read 1.5-2 times
     # the reference by noise alone, so the cluster cuts rise to 1 + CV_FACTOR x CV.
     cv = _robust_sd(ratio[singles])[1] if singles.sum() >= 5 else 0.0
-    attrs["reference_cv"] = float(cv)
+    cv = float(levels.get("reference_cv", cv))
+    attrs.update(reference_cv=float(cv), single_area_px=single_area_med)
     spread_cut = 1.0 + CV_FACTOR * cv
     # A one-maximum object is a cluster when it is much brighter than a single, or when it is
     # both brighter and clearly broader (a compact 2-3 copy blob whose sum reads low).

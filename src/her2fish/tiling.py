@@ -27,6 +27,10 @@ Method
      as on one image, on the pooled population);
    - each probe's typical single-signal peak, which scales the debris filter -> the median over
      the pooled one-copy signals.
+   - each probe's signal-object level (median and robust SD of the smoothed foreground), the
+     singles' spread (which raises the cluster cut) and a single's typical area
+     (``detect_spots(levels=...)``, :data:`her2fish.spots.LEVEL_KEYS`) -> the median over the
+     sampled tiles;
 
    The sample is deterministic: ``estimate_tiles`` tiles evenly spaced in raster order (all
    of them when there are no more), tiles without nuclei adding nothing. A slide of at most
@@ -46,12 +50,11 @@ Method
    bootstrap, with its core's slide coordinates, for a map of HER2 heterogeneity (``tiles``).
 
 Equality with the untiled pipeline: on an image small enough for both, tiled and untiled runs
-find the same nuclei, counts and score as long as the per-field quantities agree (see
-``tests/test_tiling.py``). What remains per tile: the segmentation's field-relative flags
-(``out_of_focus`` against the 75th percentile of the field's focus, ``damaged``/``empty``
-against the field's median DAPI level), the spot detector's object mask level and the
-singles' spread used for the cluster cut, and (dim signals only, see above) the automatic
-spot threshold. These need options in segmentation.py / spots.py to be made slide-wide.
+find the same nuclei, signals, counts (clusters included) and score (see
+``tests/test_tiling.py``). What remains per tile on a larger slide: the segmentation's
+field-relative flags (``out_of_focus`` against the 75th percentile of the field's focus,
+``damaged``/``empty`` against the field's median DAPI level) and (dim signals only, see above)
+the automatic spot threshold; these need options in segmentation.py to be made slide-wide.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ import pandas as pd
 
 from .io_tiles import Slide, open_slide, slide_shape
 from .models import FishImage, PipelineConfig
+from .spots import LEVEL_KEYS
 
 # The analysis stages (scikit-image, scipy) are imported where they are used, so that the
 # batch runner can import the tiling options without them.
@@ -161,6 +165,7 @@ class SlideParameters:
     single_peaks: dict[str, float]
     sampled_tiles: tuple[int, ...]
     tile_thresholds: dict[str, bool] = field(default_factory=dict)
+    levels: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (for the summary and run records)."""
@@ -172,6 +177,7 @@ class SlideParameters:
             "single_peaks": dict(self.single_peaks),
             "sampled_tiles": list(self.sampled_tiles),
             "tile_thresholds": dict(self.tile_thresholds),
+            "levels": {role: dict(v) for role, v in self.levels.items()},
         }
 
 
@@ -327,6 +333,7 @@ def estimate_parameters(
     cand: dict[str, list[np.ndarray]] = {"her2": [], "cep17": []}
     ones: dict[str, list[np.ndarray]] = {"her2": [], "cep17": []}
     one_max: dict[str, list[np.ndarray]] = {"her2": [], "cep17": []}
+    lev: dict[str, dict[str, list[float]]] = {"her2": {}, "cep17": {}}
     h, w = slide.shape
     largest = max((t.outer[1] - t.outer[0]) * (t.outer[3] - t.outer[2]) for t in tiles)
     if h * w <= max(largest, WHOLE_ESTIMATE_PIXELS):
@@ -351,6 +358,10 @@ def estimate_parameters(
         for role, table in zip(("her2", "cep17"), tables, strict=True):
             thr[role].append(float(detection[role]["threshold"]))
             two_level[role] |= "; or " in str(detection[role].get("threshold_method", ""))
+            for key in LEVEL_KEYS:
+                value = detection[role].get(key)
+                if value is not None and np.isfinite(value):
+                    lev[role].setdefault(key, []).append(float(value))
             if not len(table):
                 continue
             core = _in_core(
@@ -396,6 +407,7 @@ def estimate_parameters(
         tile_thresholds={
             r: two_level[r] and getattr(sp, f"threshold_{r}") is None for r in ("her2", "cep17")
         },
+        levels={r: {k: float(np.median(v)) for k, v in lev[r].items()} for r in ("her2", "cep17")},
     )
 
 
@@ -465,6 +477,7 @@ def _score_tile(
             r: t for r, t in params.thresholds.items() if not params.tile_thresholds.get(r)
         },
         references=params.references,
+        levels=params.levels,
     )
     fixed = {
         role: pd.DataFrame({"copies": [1], "peak": [params.single_peaks.get(role, float("nan"))]})
