@@ -120,6 +120,10 @@ def describe_entry(e: dict[str, Any]) -> str:
         return f"merge nucleus {t.get('merged')} into {t.get('cell_id')}"
     if a == "split_nucleus":
         return f"split nucleus {t.get('cell_id')} -> {t.get('cell_id')} + {t.get('new_cell_id')} ({t.get('method')})"
+    if a == "paint_nuclei":
+        ids = lambda key: ", ".join(str(c) for c in t.get(key) or []) or "none"  # noqa: E731
+        return (f"repaint nuclei ({t.get('n_pixels')} px): changed {ids('cell_ids')}, "
+                f"new {ids('new_cell_ids')}, removed {ids('removed_cell_ids')}")
     if a == "mark_reviewed":
         note = e["after"].get("signoff", {}).get("note")
         return "mark image reviewed" + (f" ({note})" if note else "")

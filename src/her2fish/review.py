@@ -2,7 +2,8 @@
 
 A session holds the pipeline's result for one image (the *baseline*) and the reviewer's edits:
 include or exclude a nucleus (with a reason), add / delete / move a HER2 or CEP17 signal, set a
-cluster's copies, merge two nuclei or split one, and mark the image reviewed. Every edit is an
+cluster's copies, merge two nuclei or split one, repaint the label image free-hand, and mark the
+image reviewed. Every edit is an
 entry of an append-only audit log (:mod:`her2fish.review_log`); undo and redo append entries of
 their own, so no history is ever lost. After every edit the image is rescored with the
 pipeline's own code (:func:`~her2fish.aggregation.cell_table` for the changed nuclei, then
@@ -32,6 +33,7 @@ from scipy import ndimage as ndi
 from .models import FishImage
 from .review_core import CHANNELS, MAX_MANUAL_COPIES, ReviewState, check_text
 from .review_log import UNSIGNED, LabelDiff, LogEntry, utc_now
+from .review_paint import paint_edit
 from .review_state import Baseline, assign_points, measure_nucleus, split_part, touching
 
 __all__ = ["Baseline", "ReviewSession", "AutosaveError", "SessionConflictError", "CHANNELS",
@@ -289,6 +291,24 @@ class ReviewSession(ReviewState):
         method = "line" if line is not None else "seeds" if seeds is not None else "mask"
         return self._commit("split_nucleus", {"cell_id": cid, "new_cell_id": new_id, "method": method},
                             before, after, (diff,))  # fmt: skip
+
+    def paint_nuclei(self, labels: np.ndarray) -> LogEntry | None:
+        """Take over a free-hand edit of the label image (paint, fill, erase) as one label edit.
+
+        ``labels`` is the whole edited label image: a 2-D non-negative integer array of the
+        session's shape, e.g. a copy of :attr:`labels` painted in napari (0 = background). Its
+        changed pixels are logged as label diffs. Every nucleus they touch is re-measured, as
+        after a merge or split; a nucleus whose pixels are all painted over or erased disappears.
+        Pixels painted with a value that is no current nucleus form a new nucleus, one per
+        painted value, and it gets a fresh cell_id (never the painted value): read the ids from
+        the returned entry's ``target["new_cell_ids"]`` (painted values in ``"painted_as"``) or
+        from :attr:`labels`. A nucleus painted in separate pieces, or cut in two by erasing,
+        stays one nucleus (use :meth:`split_nucleus` to make two). Signals within the assignment
+        distance of a changed pixel are reassigned by position, and the include / exclude
+        decisions of the touched nuclei are cleared. None when ``labels`` changes nothing.
+        """
+        parts = paint_edit(self, labels)
+        return None if parts is None else self._commit("paint_nuclei", *parts)
 
     def mark_reviewed(self, note: str = "") -> LogEntry | None:
         """Sign the image off as reviewed by :attr:`reviewer` (withdrawn by any later edit)."""

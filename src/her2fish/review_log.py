@@ -9,7 +9,7 @@ An entry records one reviewer action: ``action`` (what), ``target`` (which nucle
 - ``"decisions"``: ``{cell_id: {"decision": "include"|"exclude", "reason": str} or null}``,
 - ``"signoff"``: ``{"reviewed": bool, "reviewer": str|null, "timestamp_utc": str|null, "note": str}``,
 
-with the same ids on both sides. Label edits (merge, split) also carry ``labels``: a list of
+with the same ids on both sides. Label edits (merge, split, paint) also carry ``labels``: a list of
 ``{"old": id, "new": id, "count": n, "indices": ...}`` (flat pixel indices that change from
 ``old`` to ``new``, delta-coded, zlib, base64). Applying ``after`` (and labels old -> new) redoes
 an entry; applying ``before`` (and labels new -> old) undoes it. ``undo``/``redo`` entries name
@@ -48,6 +48,7 @@ EDIT_ACTIONS: tuple[str, ...] = (
     "set_copies",
     "merge_nuclei",
     "split_nucleus",
+    "paint_nuclei",
     "mark_reviewed",
 )
 #: Every action that may appear in the log.

@@ -317,3 +317,76 @@ def test_review_widget_from_the_plugins_menu_works_through_napari_proxies(
     assert _press(viewer, "n") and _press(viewer, "x")
     assert widget.session.log[-1].action == "exclude_nucleus"
     assert not [m for sev, m in notifications if sev.lower() == "error"]
+
+
+def test_labels_layer_paint_fill_erase_are_picked_up(viewer, batch, qtbot, notifications):
+    from scipy import ndimage as ndi
+
+    widget = _widget(viewer, batch)
+    s = widget.session
+    layer = widget.layers["nuclei"]
+    room = ndi.distance_transform_edt(np.pad(np.asarray(s.labels) == 0, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(np.argmax(room), room.shape)  # the emptiest background spot
+    assert room[y, x] > 8
+    layer.brush_size = 9
+    layer.selected_label = 500  # a label that is no nucleus: a new one
+    layer.paint((y, x), 500)  # napari's paint brush (one stroke; emits layer.events.paint)
+    qtbot.waitUntil(lambda: len(s.log) == 1, timeout=3000)
+    e = s.log[0]
+    assert e.action == "paint_nuclei" and e.target["painted_as"] == [500]
+    new = e.target["new_cell_ids"][0]
+    assert new != 500 and new in set(s.cells.cell_id) and new in widget.gallery.order
+    values = set(np.unique(layer.data))
+    assert 500 not in values and new in values  # redrawn with the session's id
+    np.testing.assert_array_equal(layer.data, s.labels)
+    assert widget.current_cell == new and layer.selected_label == new  # the next stroke goes on
+    cell = _evaluable_cell(s)
+    cid = int(cell.cell_id)
+    shown = widget.score_text()["field"]
+    summary = s.summary
+    layer.fill((round(cell.y), round(cell.x)), 0)  # napari's fill with the background: erase
+    qtbot.waitUntil(lambda: len(s.log) == 2, timeout=3000)
+    assert s.log[1].action == "paint_nuclei" and s.log[1].target["removed_cell_ids"] == [cid]
+    assert cid not in set(s.cells.cell_id) and cid not in widget.gallery.order
+    assert s.summary != summary and widget.score_text()["field"] == score_text(s.summary) != shown
+    widget.undo()
+    np.testing.assert_array_equal(layer.data, s.labels)
+    assert cid in set(np.unique(layer.data)) and widget.score_text()["field"] == shown
+    widget.reviewer = ""  # refused: reported, and the layer is drawn back from the session
+    layer.paint((round(cell.y), round(cell.x)), 0)
+    assert (layer.data != s.labels).any()
+    qtbot.waitUntil(lambda: not (layer.data != s.labels).any(), timeout=3000)
+    assert len(s.log) == 3 and any("Reviewer" in m for _, m in notifications)
+    widget.reviewer = "Dr A"
+    layer.data = np.zeros((5, 5), np.int32)  # data replaced with a wrong shape: refused too
+    qtbot.waitUntil(lambda: layer.data.shape == s.labels.shape, timeout=3000)
+    assert len(s.log) == 3 and any("shape" in m for sev, m in notifications if sev.lower() == "error")
+    np.testing.assert_array_equal(layer.data, s.labels)
+    widget.go_to(cid)
+    layer.paint((y, x), 0)  # erase the new nucleus, and press i before the stroke is sent:
+    widget.include_current()  # the stroke is kept and sent after the include
+    qtbot.waitUntil(lambda: len(s.log) == 5, timeout=3000)
+    assert [e.action for e in s.log[3:]] == ["include_nucleus", "paint_nuclei"]
+    assert s.log[4].target["removed_cell_ids"] == [new] and new not in set(np.unique(layer.data))
+
+
+def test_thumbnails_are_redrawn_after_any_label_edit(viewer, batch, qtbot):
+    widget = _widget(viewer, batch)
+    s = widget.session
+    layer = widget.layers["nuclei"]
+    cell = _evaluable_cell(s)
+    cid = int(cell.cell_id)
+    widget.go_to(cid)
+    key = widget.gallery.icon_key(cid)
+    r = np.sqrt(cell.area_um2 / np.pi) / s.baseline.pixel_size_um
+    layer.brush_size = 7
+    layer.paint((round(cell.y), round(cell.x + r)), cid)  # grow it at its edge: same ids
+    qtbot.waitUntil(lambda: len(s.log) == 1, timeout=3000)
+    assert s.log[0].target["cell_ids"] == [cid] and s.log[0].target["new_cell_ids"] == []
+    assert widget.gallery.icon_key(cid) != key  # its outline changed: a new thumbnail
+    key = widget.gallery.icon_key(cid)
+    widget.undo()  # the undo of a label edit too
+    assert widget.gallery.icon_key(cid) != key
+    key = widget.gallery.icon_key(cid)
+    widget.next_nucleus()  # no label edit: thumbnails kept
+    assert widget.gallery.icon_key(cid) == key

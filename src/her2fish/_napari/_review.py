@@ -7,9 +7,13 @@ of the sessions of a :class:`~her2fish.review_case.CaseReview`: every edit goes 
 then layers, gallery, scores, "count until decided" and plots are redrawn from it.
 
 Edits made with napari's own Points tools (add, delete, drag) in the "HER2 signals" / "CEP17
-signals" layers are turned into session edits too (:func:`~her2fish._napari._review_layers.points_diff`).
-Painting the nuclei Labels layer is not picked up: it is redrawn from the session after the next
-edit.
+signals" layers are turned into session edits too (:func:`~her2fish._napari._review_layers.points_diff`),
+and so are strokes painted into the nuclei Labels layer with napari's paint, fill and erase tools:
+each finished stroke becomes one :meth:`~her2fish.review.ReviewSession.paint_nuclei` edit (undone
+with the widget's undo like any other edit). Painting with a label that is no nucleus yet makes a
+new nucleus, which gets the session's next free cell_id (the layer is redrawn with it); the
+nucleus painted with becomes the current one, so that further strokes go on with it. An edit the
+session refuses (e.g. no reviewer name yet) is reported and drawn back from the session.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ class ReviewWidget(ReviewActions, ReviewLayers, QWidget):
         self._current: int | None = None
         self._syncing = False
         self._dragging = False
+        self._labels_edited = False
         self._keys_bound: dict[str, Any] = {}
         self._updating_combos = False
         self._drawn_spots: dict[str, Any] = {}

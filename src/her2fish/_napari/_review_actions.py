@@ -39,6 +39,7 @@ class ReviewActions:
     _cases: Any
     _layers: dict[str, Any]
     _current: int | None
+    _labels_edited: bool
 
     # ------------------------------------------------------------------ navigation
     def go_to(self, cell_id: int) -> None:
@@ -111,6 +112,8 @@ class ReviewActions:
         except (ValueError, TypeError) as exc:
             show_error(str(exc))
         self._refresh()
+        if _changes_labels(result):
+            self._gallery.redraw_outlines()  # the outlines changed, not always the nuclei's ids
         return result
 
     def _refresh_layers_if_open(self) -> None:
@@ -259,11 +262,13 @@ class ReviewActions:
         return None if s is None else self._edit(lambda: s.mark_reviewed(note))
 
     def _flush_layer_edits(self) -> Any:
-        """Send edits made with napari's Points tools to the session (add / delete / move)."""
+        """Send edits made with napari's own tools to the session: strokes painted into the
+        nuclei Labels layer (one ``paint_nuclei`` edit), then Points adds / deletes / moves."""
         s = self._session
         if s is None or self._syncing:
             return None
         self._drawn_spots = {}  # redraw the signal layers from the session whatever happens
+        painted = self._painted_labels()
         changes = []
         spots = s.spots
         for channel in ("her2", "cep17"):
@@ -274,11 +279,14 @@ class ReviewActions:
             diff = points_diff(mine, layer.data[:, -2:], layer.features["spot_id"])
             if any(diff):
                 changes.append((channel, diff))
-        if not changes:
+        if painted is None and not changes:
             return None
 
         def run() -> list[Any]:
             done = []
+            if painted is not None:  # first: signals added in a new nucleus belong to it
+                done.append(s.paint_nuclei(painted[0]))
+                self._follow_paint(done[-1], painted[1])
             for channel, (deleted, moved, added) in changes:
                 done += [s.delete_signal(i) for i in deleted]
                 done += [s.move_signal(i, y, x) for i, y, x in moved]
@@ -286,6 +294,27 @@ class ReviewActions:
             return done
 
         return self._edit(run)
+
+    def _painted_labels(self) -> tuple[np.ndarray, int] | None:
+        """(the nuclei layer's data, its selected label) if it was painted and differs from the
+        session's labels, else None."""
+        layer = self._layers.get("nuclei")
+        if not self._labels_edited or layer is None or layer not in self._viewer.layers:
+            return None
+        self._labels_edited = False
+        data, labels = np.asarray(layer.data), self._session.labels
+        if data.shape == labels.shape and not (data != labels).any():
+            return None
+        return data, int(layer.selected_label)
+
+    def _follow_paint(self, entry: Any, label: int) -> None:
+        """Make the nucleus painted with (``label``, in the session's ids) the current one."""
+        if entry is None:
+            return
+        t = entry.target
+        cid = dict(zip(t["painted_as"], t["new_cell_ids"], strict=True)).get(label, label)
+        if cid in t["cell_ids"] + t["new_cell_ids"] and cid not in t["removed_cell_ids"]:
+            self._current = cid
 
     # ------------------------------------------------------------------ files
     def export(self, out_dir: str | Path) -> dict[str, Path]:
@@ -321,3 +350,19 @@ class ReviewActions:
         stem = report_stem(self._session.name) + ".her2fish-report"
         writers = {"pdf": write_pdf, "html": write_html}
         return {fmt: writers[fmt](data, out / f"{stem}.{fmt}") for fmt in formats}
+
+
+_LABEL_ACTIONS = ("merge_nuclei", "split_nucleus", "paint_nuclei")
+
+
+def _changes_labels(result: Any) -> bool:
+    """Whether the log entries an edit returned (one, a list, or None) changed the label image:
+    a label edit, or the undo / redo of one."""
+    entries = result if isinstance(result, list) else [result]
+    for e in entries:
+        action = getattr(e, "action", None)
+        if action in _LABEL_ACTIONS:
+            return True
+        if action in ("undo", "redo") and e.target.get("action") in _LABEL_ACTIONS:
+            return True
+    return False

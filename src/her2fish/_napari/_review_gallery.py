@@ -179,6 +179,15 @@ class NucleusGallery(QWidget):
             item.setText(cell_caption(row))
             item.setToolTip(self._tooltip(row))
 
+    def redraw_outlines(self) -> None:
+        """Make every thumbnail anew (after a label edit: the outlines changed)."""
+        self._icons.clear()
+        self._rebuild()
+
+    def icon_key(self, cell_id: int) -> int:
+        """Qt cache key of nucleus ``cell_id``'s thumbnail (changes when it is redrawn)."""
+        return int(self._items[cell_id].icon().cacheKey())
+
     def set_current(self, cell_id: int | None) -> None:
         """Highlight nucleus ``cell_id`` and scroll to it."""
         item = self._items.get(cell_id) if cell_id is not None else None

@@ -25,6 +25,7 @@ __all__ = [
     "REVIEW_KEYS",
     "INCLUDED_COLOR",
     "REJECTED_COLOR",
+    "PAINTED_COLOR",
     "nucleus_colors",
     "session_layers",
     "signal_meta",
@@ -60,6 +61,7 @@ _KEY_TEXT = {
 
 INCLUDED_COLOR = "#66d966"  # the reviewer counted it
 REJECTED_COLOR = "#e05a5a"  # the reviewer excluded it
+PAINTED_COLOR = "#ffd24d"  # a label being painted that is no nucleus of the session yet
 _EVALUABLE_COLOR = "#ffffff"
 _NOT_EVALUABLE_COLOR = "#8c8c8c"
 _CHANNEL_STYLE = {"dapi": ("DAPI", "blue"), "her2": ("HER2", "red"), "cep17": ("CEP17", "green")}
@@ -80,8 +82,8 @@ def nucleus_diameter_um(area_um2: float) -> float:
 
 def nucleus_colors(cells: pd.DataFrame) -> dict[int | None, str]:
     """Label colours: included green, excluded by the reviewer red, other evaluable white,
-    not evaluable grey."""
-    colors: dict[int | None, str] = {None: "transparent", 0: "transparent"}
+    not evaluable grey; any other label (a new nucleus being painted) yellow."""
+    colors: dict[int | None, str] = {None: PAINTED_COLOR, 0: "transparent"}
     decision = cells["review_decision"].astype(str).to_numpy()
     for cid, evaluable, dec in zip(cells["cell_id"], cells["evaluable"], decision, strict=True):
         if dec == "include":

@@ -8,6 +8,10 @@
   channel's signals changed.
 - Edits made with napari's own Points tools are noticed through the layers' data events and sent
   to the session once the event loop is idle (a drag: when the mouse is released).
+- Edits painted into the nuclei Labels layer (paint, fill, erase, polygon) are noticed through
+  the layer's ``paint`` event, which napari emits once per finished stroke, and its ``data``
+  event (the data replaced); they are sent to the session as one
+  :meth:`~her2fish.review.ReviewSession.paint_nuclei` edit once the event loop is idle.
 - The keys of :data:`~her2fish._napari._review_layers.REVIEW_KEYS` are bound on the viewer and on
   the review's own layers (a layer's keymap is searched before the viewer's, so binding them on
   the review's layers overrides those layers' defaults, e.g. Labels ``x`` or Points ``p``).
@@ -35,6 +39,7 @@ class ReviewLayers:
     _current: int | None
     _syncing: bool
     _dragging: bool
+    _labels_edited: bool
     _drawn_spots: dict[str, Any]
     _keys_bound: dict[str, Any]
 
@@ -64,6 +69,8 @@ class ReviewLayers:
                 for role, (data, meta, kind) in zip(ROLES, tuples, strict=True):
                     self._layers[role] = getattr(self._viewer, f"add_{kind}")(data, **meta)
                 self._layers["nuclei"].contour = 2
+                self._layers["nuclei"].events.paint.connect(self._on_labels_edit)
+                self._layers["nuclei"].events.data.connect(self._on_labels_edit)
                 for channel in ("her2", "cep17"):
                     layer = self._layers[channel]
                     self._set_point_defaults(layer)
@@ -108,7 +115,13 @@ class ReviewLayers:
         try:
             if nuclei is not None and nuclei in self._viewer.layers:
                 labels = s.labels
-                if nuclei.data.shape != labels.shape or (nuclei.data != labels).any():
+                # Strokes painted into this layer reach the session (_on_labels_edit) before it
+                # is redrawn here: the session's labels are the truth, with its ids for new
+                # nuclei, and a stroke the session refused (no reviewer, bad value) is undone.
+                # A stroke still waiting to be sent (an edit key pressed right after it) is kept.
+                if not self._labels_edited and (
+                    nuclei.data.shape != labels.shape or (nuclei.data != labels).any()
+                ):
                     nuclei.data = labels.copy()
                 nuclei.features = nuclei_layer(s, scale=self._scale())[1]["features"]
                 nuclei.colormap = nucleus_colors(s.cells)
@@ -139,11 +152,18 @@ class ReviewLayers:
         finally:
             self._syncing = False
 
-    # ------------------------------------------------------------------ Points-layer edits
+    # ------------------------------------------------------------------ Points / Labels-layer edits
     def _on_points_data(self, event: Any) -> None:
         action = str(getattr(event.action, "value", event.action))
         if self._syncing or action not in ("added", "removed", "changed"):
             return
+        self._sync_timer.start()
+
+    def _on_labels_edit(self, _event: Any = None) -> None:
+        """The nuclei layer was painted (a finished stroke, fill or erase) or its data replaced."""
+        if self._syncing:
+            return
+        self._labels_edited = True
         self._sync_timer.start()
 
     def _track_drag(self, _layer: Any, event: Any) -> Any:
