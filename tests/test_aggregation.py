@@ -4,7 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from her2fish.aggregation import CELL_TABLE_COLUMNS, assign_spots, cell_table, join_reasons
+from her2fish.aggregation import (
+    CELL_TABLE_COLUMNS,
+    assign_spots,
+    cell_table,
+    debris_cells,
+    join_reasons,
+)
 
 
 def _labels():
@@ -60,6 +66,25 @@ def test_cell_table_counts_clusters_and_rule_n1():
     assert np.isnan(cells.ratio[1])
     assert cells.evaluable.tolist() == [True, False, True, False]
     assert cells.exclusion_reason.tolist() == ["", "no_cep17_signal", "", "touches_border"]
+
+
+def test_nuclei_with_debris_on_their_signals_are_not_evaluable():
+    labels = _labels()
+    her2 = _spots([(8, 8, 1, False), (12, 12, 0, False), (8, 33, 1, False), (30, 35, 1, False)])
+    cep17 = _spots([(9, 9, 1, False), (8, 31, 1, False), (30, 33, 0, False)])
+    her2["debris"] = [False, True, False, False]  # a debris "signal" in nucleus 1
+    cep17["debris"] = [False, False, True]  # and one in nucleus 4 (already cut by the border)
+    for table in (her2, cep17):
+        table["cell_id"] = assign_spots(table, labels, pixel_size_um=0.1)
+    ids = debris_cells(her2, cep17)
+    assert ids.tolist() == [1, 4]
+    assert debris_cells(her2.drop(columns="debris")).tolist() == []  # no flags: no debris
+    cells = cell_table(_nuclei(), her2[~her2.debris], cep17[~cep17.debris], debris=ids)
+    assert cells.evaluable.tolist() == [False, True, False, False]
+    assert cells.exclusion_reason.tolist() == ["debris", "", "no_signals", "touches_border;debris;no_cep17_signal"]
+    assert cells.her2_count.tolist()[:2] == [1, 1]  # counts as before; only the decision changes
+    plain = cell_table(_nuclei(), her2[~her2.debris], cep17[~cep17.debris])
+    assert plain.evaluable.tolist() == [True, True, False, False]
 
 
 def test_no_signals_reason_and_empty_spot_tables():

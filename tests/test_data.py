@@ -149,6 +149,21 @@ def test_touching_and_overlapping_pairs(field):
     assert len(field.truth["debris"]) == 2
 
 
+def test_nuclei_under_debris_are_not_evaluable_in_the_truth():
+    field = make_field("non_amplified", seed=3, shape=(512, 512), debris=12)
+    px = field.truth["pixel_size_um"]
+    hidden = {n["cell_id"] for n in field.truth["nuclei"] if n["reason"] == "debris"}
+    assert hidden and not any(n["evaluable"] for n in field.truth["nuclei"] if n["cell_id"] in hidden)
+    yy, xx = np.mgrid[: field.labels.shape[0], : field.labels.shape[1]]
+    near = set()
+    for b in field.truth["debris"]:
+        core = (yy - b["y"]) ** 2 + (xx - b["x"]) ** 2 <= (2 * b["sigma_um"] / px) ** 2
+        near |= {int(v) for v in np.unique(field.labels[core]) if v}
+    others = {n["cell_id"] for n in field.truth["nuclei"] if n["reason"] not in ("", "debris")}
+    assert hidden == near - others  # exactly the nuclei a blob's core covers
+    assert field.truth["summary"]["n_cells_scored"] == sum(n["evaluable"] for n in field.truth["nuclei"])
+
+
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_scenario_lands_in_its_group(name):
     scenario = SCENARIOS[name]

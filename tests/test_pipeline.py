@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.spatial import cKDTree
 
@@ -123,3 +124,32 @@ def test_pixel_size_override_changes_areas(sample_paths):
 def test_bad_input(source, kwargs, error, match):
     with pytest.raises(error, match=match):
         score_image(source, **kwargs)
+
+
+def test_nuclei_with_debris_on_them_are_excluded_and_review_agrees():
+    from her2fish.review import ReviewSession
+
+    field = make_field("non_amplified", seed=3, shape=(512, 512), debris=12)
+    result = score_image(field.image)
+    spots, cells = result.spots, result.cells.set_index("cell_id")
+    on_debris = set(spots.loc[spots.debris & (spots.cell_id > 0), "cell_id"])
+    assert on_debris, "the field should put debris on some nuclei"
+    for cid in on_debris:
+        assert not cells.evaluable[cid] and "debris" in cells.exclusion_reason[cid].split(";")
+    flagged = {c for c, r in cells.exclusion_reason.items() if "debris" in r.split(";")}
+    assert flagged == on_debris
+    # Truth: those nuclei are the ones a blob covers (or already not evaluable).
+    hidden = {n["cell_id"] for n in field.truth["nuclei"] if not n["evaluable"]}
+    truth_ids = [int(v) for cid in on_debris
+                 for v in [np.bincount(field.labels[result.labels == cid]).argmax()]]  # fmt: skip
+    assert sum(t in hidden for t in truth_ids) >= 0.8 * len(truth_ids)
+    # A review session computes the same cells, and correcting the debris object lets the
+    # nucleus be counted again.
+    s = ReviewSession.from_result(result, reviewer="t", autosave=False)
+    pd.testing.assert_series_equal(s.cells.set_index("cell_id").evaluable, cells.evaluable, check_names=False)
+    cid = min(on_debris)
+    sids = s.spots[(s.spots.cell_id == cid) & s.spots.debris].spot_id.tolist()
+    for sid in sids:
+        s.set_copies(sid, 1)
+    row = s.cells.set_index("cell_id").loc[cid]
+    assert "debris" not in row.exclusion_reason.split(";")

@@ -9,7 +9,7 @@ from .models import CELLS_COLUMNS
 from .segmentation_flags import FLAG_ORDER
 from .segmentation_split import disc_offsets, expand_labels
 
-__all__ = ["assign_spots", "cell_table", "join_reasons", "CELL_TABLE_COLUMNS"]
+__all__ = ["assign_spots", "cell_table", "debris_cells", "join_reasons", "CELL_TABLE_COLUMNS"]
 
 #: Columns of :func:`cell_table` (cells.csv without the leading ``image`` column, plus extras).
 CELL_TABLE_COLUMNS = CELLS_COLUMNS[1:] + (
@@ -22,7 +22,7 @@ CELL_TABLE_COLUMNS = CELLS_COLUMNS[1:] + (
 )
 
 #: Segmentation's reasons first (in its order), then the signal and review reasons.
-_REASON_ORDER = FLAG_ORDER + ("no_signals", "no_her2_signal", "no_cep17_signal", "manual")
+_REASON_ORDER = FLAG_ORDER + ("debris", "no_signals", "no_her2_signal", "no_cep17_signal", "manual")
 
 
 def join_reasons(*reason_lists: str) -> str:
@@ -102,8 +102,20 @@ def _per_cell(spots: pd.DataFrame, ids: np.ndarray) -> tuple[np.ndarray, np.ndar
     return copies, signals, clusters
 
 
+def debris_cells(*tables: pd.DataFrame) -> np.ndarray:
+    """Ids of the nuclei that hold a signal flagged as debris (spot tables with ``cell_id``
+    and ``debris`` columns; tables without ``debris`` add nothing)."""
+    found = [t.loc[t["debris"].astype(bool) & (t["cell_id"] > 0), "cell_id"].to_numpy(np.int64)
+             for t in tables if len(t) and "debris" in t.columns]  # fmt: skip
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+
+
 def cell_table(
-    nuclei: pd.DataFrame, her2_spots: pd.DataFrame, cep17_spots: pd.DataFrame
+    nuclei: pd.DataFrame,
+    her2_spots: pd.DataFrame,
+    cep17_spots: pd.DataFrame,
+    *,
+    debris: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Per-nucleus HER2 and CEP17 counts, ratio and evaluability.
 
@@ -114,6 +126,11 @@ def cell_table(
     her2_spots, cep17_spots : DataFrame
         Spot tables with a ``cell_id`` column (see :func:`assign_spots`) and ``copies`` and
         ``cluster`` columns.
+    debris : array of int, optional
+        Ids of nuclei with autofluorescent debris on them (:func:`debris_cells` of the spot
+        tables before their debris rows are dropped): not evaluable, reason ``debris``. Debris
+        hides the signals under it, and a pathologist skips such a nucleus rather than count it
+        short.
 
     Returns
     -------
@@ -141,6 +158,8 @@ def cell_table(
         "no_signals",
         np.where(h == 0, "no_her2_signal", np.where(c == 0, "no_cep17_signal", "")),
     )
+    on_debris = np.isin(ids, np.zeros(0, np.int64) if debris is None else np.asarray(debris, np.int64))
+    signal_reason = np.where(on_debris, np.char.add("debris;", signal_reason.astype(str)), signal_reason)
     reasons = [
         join_reasons(a, b)
         for a, b in zip(nuclei["exclusion_reason"].astype(str).to_numpy(), signal_reason, strict=False)

@@ -38,6 +38,7 @@ Dist = tuple[tuple[int, float], ...]
 _DIAMETER_UM = (7.0, 11.0)  # equivalent nuclear diameter
 _NUCLEUS_GAP_UM = 0.7  # minimum gap between nuclei that are not a touching/overlapping pair
 _SPOT_SIGMA_UM = 0.12  # lateral PSF sigma
+_DEBRIS_CORE = 2.0  # a debris blob obscures the nuclei within this many of its sigmas (truth)
 _CLUSTER_RADIUS_UM = 0.1  # copies of an n-copy cluster lie within this times sqrt(n) of its centre
 _SIGMA_Z_UM = 0.35  # axial PSF sigma
 _SINGLE_SPACING_UM, _CLUSTER_SPACING_UM, _EDGE_MARGIN_UM = 1.2, 1.5, 0.5
@@ -243,7 +244,9 @@ def make_field(
     overlap_fraction : float
         Fraction of nuclei placed in overlapping pairs (not evaluable, reason "overlapping").
     debris : int
-        Number of broad bright blobs present in both probe channels (``truth["debris"]``).
+        Number of broad bright blobs present in both probe channels (``truth["debris"]``). A
+        nucleus that a blob's core (two blob sigmas) covers is not evaluable in the truth
+        (reason "debris"): its signals cannot be told from the autofluorescence.
 
     Returns
     -------
@@ -312,6 +315,7 @@ def make_field(
         }
         for _ in range(debris)
     ]
+    _obscure(records, labels, blobs, px)
     stack = _render(rng_render, shape, px, nuclei, copies, blobs, n_z, z_step_um, snr)
     planes = stack.max(axis=0)
     image = FishImage(
@@ -749,6 +753,25 @@ def _asco_cap_group(ratio: float, gcn: float) -> int:
     if ratio >= 2.0:
         return 1 if gcn >= 4.0 else 2
     return 3 if gcn >= 6.0 else 4 if gcn >= 4.0 else 5
+
+
+def _obscure(records: list[dict], labels: np.ndarray, blobs: list[dict], px: float) -> None:
+    """Mark nuclei under debris as not evaluable (reason ``debris``), as a pathologist would:
+    a nucleus is obscured when a blob's core (within ``_DEBRIS_CORE`` blob sigmas of its centre)
+    covers any of its pixels, since the signals there cannot be told from the autofluorescence."""
+    if not blobs:
+        return
+    yy, xx = np.ogrid[: labels.shape[0], : labels.shape[1]]
+    hidden: set[int] = set()
+    for b in blobs:
+        r = _DEBRIS_CORE * b["sigma_um"] / px
+        y0, y1 = max(int(b["y"] - r), 0), min(int(b["y"] + r) + 2, labels.shape[0])
+        x0, x1 = max(int(b["x"] - r), 0), min(int(b["x"] + r) + 2, labels.shape[1])
+        disc = (yy[y0:y1] - b["y"]) ** 2 + (xx[:, x0:x1] - b["x"]) ** 2 <= r * r
+        hidden.update(int(v) for v in np.unique(labels[y0:y1, x0:x1][disc]) if v)
+    for rec in records:
+        if rec["cell_id"] in hidden and rec["evaluable"]:
+            rec["evaluable"], rec["reason"] = False, "debris"
 
 
 def _summary(records: list[dict]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from . import io
-from .aggregation import assign_spots, cell_table
+from .aggregation import assign_spots, cell_table, debris_cells
 from .clusters import debris_flags
 from .config import resolve_rules
 from .models import SPOTS_COLUMNS, FishImage, PipelineConfig, SegmentationParams, SpotParams
@@ -346,7 +346,9 @@ def score_image(
         image.her2, image.cep17, tables, pixel_size_um=px, spot_diameter_um=sp.spot_diameter_um
     )
     her2, cep17 = tables
-    cells = cell_table(nuclei, her2[~her2["debris"]], cep17[~cep17["debris"]])
+    cells = cell_table(
+        nuclei, her2[~her2["debris"]], cep17[~cep17["debris"]], debris=debris_cells(her2, cep17)
+    )
     spots = pd.concat(tables, ignore_index=True)[list(SPOTS_OUTPUT_COLUMNS)]
     summary = summarize(cells, spots, detection, name=name, pixel_size_um=px, config=config)
     timings["score"] = time.perf_counter() - t

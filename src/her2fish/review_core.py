@@ -355,6 +355,7 @@ class ReviewState:
         nuclei = pd.DataFrame({"cell_id": np.asarray(ids, np.int64),
                                **{k: np.array([r[k] for r in rows], dtype=t) for k, t in _NUCLEUS_INPUT.items()}})  # fmt: skip
         sids = [s for i in ids for s in self._by_cell.get(i, ())]
+        on_debris = sorted({r["cell_id"] for r in (self._spots[s] for s in sids) if r["debris"]})
         spots = [r for r in (self._spots[s] for s in sids) if not r["debris"]]  # as the pipeline
         per_channel = []
         for ch in CHANNELS:
@@ -362,7 +363,7 @@ class ReviewState:
             per_channel.append(pd.DataFrame({"cell_id": np.array([r["cell_id"] for r in sel], np.int64),
                                              "copies": np.array([r["copies"] for r in sel], np.int64),
                                              "cluster": np.array([r["cluster"] for r in sel], bool)}))  # fmt: skip
-        cells = cell_table(nuclei, *per_channel)
+        cells = cell_table(nuclei, *per_channel, debris=np.asarray(on_debris, np.int64))
         cols = {k: cells[k].to_numpy(copy=True) for k in cells.columns}
         decisions = [self._decisions.get(i, _NO_DECISION) for i in ids]
         cols["review_decision"] = np.array([d["decision"] for d in decisions], dtype=object)

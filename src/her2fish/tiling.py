@@ -420,7 +420,7 @@ def _score_tile(
 ) -> tuple[pd.DataFrame, pd.DataFrame, int, dict[str, float]]:
     """Second pass on one tile: its own nuclei (as cells, tile-local ids) and spots, in slide
     coordinates; how many nuclei were cut by the tile's outer edge; the thresholds used."""
-    from .aggregation import cell_table, join_reasons
+    from .aggregation import cell_table, debris_cells, join_reasons
     from .clusters import debris_mask
     from .pipeline import SPOTS_OUTPUT_COLUMNS, detect_probes, remove_debris, segment
 
@@ -504,7 +504,9 @@ def _score_tile(
         )
         tables[k] = table[np.isin(cid, list(own_ids)) | loose]
     her2, cep17 = tables
-    cells = cell_table(kept, her2[~her2["debris"]], cep17[~cep17["debris"]])
+    cells = cell_table(
+        kept, her2[~her2["debris"]], cep17[~cep17["debris"]], debris=debris_cells(her2, cep17)
+    )
     spots = pd.concat(tables, ignore_index=True)[list(SPOTS_OUTPUT_COLUMNS)]
     thresholds = {role: float(detection[role]["threshold"]) for role in ("her2", "cep17")}
     return cells, spots, int(tile_edge.sum()), thresholds
