@@ -129,3 +129,17 @@ def test_assign_matches_expand_labels_including_ties(seed):
         assert got.dtype == np.int64
         np.testing.assert_array_equal(got, want.ravel())
     assert not assign_spots(spots, np.zeros_like(labels), pixel_size_um=0.1).any()
+
+
+def test_mark_debris_excludes_the_nuclei_debris_reaches_into():
+    from her2fish.aggregation import mark_debris
+
+    labels = _labels()
+    mask = np.zeros(labels.shape, bool)
+    mask[14:20, 30:33] = True  # reaches one row into nucleus 2 only
+    nuclei = _nuclei()
+    out = mark_debris(nuclei, labels, mask)
+    assert out.evaluable.tolist() == [True, False, True, False]
+    assert out.exclusion_reason.tolist() == ["", "debris", "", "touches_border"]
+    assert nuclei.evaluable.tolist() == [True, True, True, False]  # the input is not changed
+    assert mark_debris(nuclei, labels, np.zeros(labels.shape, bool)) is nuclei

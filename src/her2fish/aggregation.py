@@ -9,7 +9,7 @@ from .models import CELLS_COLUMNS
 from .segmentation_flags import FLAG_ORDER
 from .segmentation_split import disc_offsets, expand_labels
 
-__all__ = ["assign_spots", "cell_table", "debris_cells", "join_reasons", "CELL_TABLE_COLUMNS"]
+__all__ = ["assign_spots", "cell_table", "debris_cells", "join_reasons", "mark_debris", "CELL_TABLE_COLUMNS"]
 
 #: Columns of :func:`cell_table` (cells.csv without the leading ``image`` column, plus extras).
 CELL_TABLE_COLUMNS = CELLS_COLUMNS[1:] + (
@@ -108,6 +108,19 @@ def debris_cells(*tables: pd.DataFrame) -> np.ndarray:
     found = [t.loc[t["debris"].astype(bool) & (t["cell_id"] > 0), "cell_id"].to_numpy(np.int64)
              for t in tables if len(t) and "debris" in t.columns]  # fmt: skip
     return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+
+
+def mark_debris(nuclei: pd.DataFrame, labels: np.ndarray, mask: np.ndarray) -> pd.DataFrame:
+    """``nuclei`` with those that debris (``mask``, :func:`her2fish.clusters.debris_mask`)
+    reaches into marked not evaluable, reason ``debris`` (a copy; the others unchanged)."""
+    hidden = np.unique(labels[mask & (labels > 0)])
+    if hidden.size == 0:
+        return nuclei
+    out = nuclei.copy()
+    on = out["cell_id"].isin(hidden).to_numpy()
+    out.loc[on, "exclusion_reason"] = [join_reasons(r, "debris") for r in out.loc[on, "exclusion_reason"]]
+    out.loc[on, "evaluable"] = False
+    return out
 
 
 def cell_table(

@@ -14,8 +14,8 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from . import io
-from .aggregation import assign_spots, cell_table, debris_cells
-from .clusters import debris_flags
+from .aggregation import assign_spots, cell_table, debris_cells, mark_debris
+from .clusters import debris_flags, debris_mask
 from .config import resolve_rules
 from .models import SPOTS_COLUMNS, FishImage, PipelineConfig, SegmentationParams, SpotParams
 from .scoring import score_cells
@@ -342,9 +342,18 @@ def score_image(
 
     t = time.perf_counter()
     notify("score")
-    remove_debris(
-        image.her2, image.cep17, tables, pixel_size_um=px, spot_diameter_um=sp.spot_diameter_um
+    mask = debris_mask(
+        image.her2,
+        image.cep17,
+        tables[0],
+        tables[1],
+        pixel_size_um=px,
+        spot_diameter_um=sp.spot_diameter_um,
     )
+    remove_debris(
+        image.her2, image.cep17, tables, pixel_size_um=px, spot_diameter_um=sp.spot_diameter_um, mask=mask
+    )
+    nuclei = mark_debris(nuclei, labels, mask)
     her2, cep17 = tables
     cells = cell_table(
         nuclei, her2[~her2["debris"]], cep17[~cep17["debris"]], debris=debris_cells(her2, cep17)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .aggregation import join_reasons
 from .config import config_from_dict
 from .export import IMAGES_EXTRA_COLUMNS, images_row
 from .models import IMAGES_COLUMNS
@@ -162,6 +163,24 @@ def _verify_nuclei(nuclei: pd.DataFrame, cells: pd.DataFrame, image: str) -> Non
                              f"{col} {nuclei[col].iloc[k]:.3f}, cells.csv says {cells[col].iloc[k]:.3f}: {hint}")  # fmt: skip
 
 
+def _debris_nuclei(nuclei: pd.DataFrame, cells: pd.DataFrame, spots: pd.DataFrame) -> pd.DataFrame:
+    """Re-segmented ``nuclei`` with the pipeline's debris decision restored: a nucleus that
+    cells.csv excludes as ``debris`` without a debris signal of its own (spots.csv) had debris
+    reach into it (:func:`her2fish.aggregation.mark_debris`), which re-segmenting DAPI cannot
+    see; nuclei with a debris signal get the reason from the spots, as in the pipeline."""
+    reasons = cells.set_index("cell_id")["exclusion_reason"].fillna("").astype(str)
+    flagged = {int(c) for c, r in reasons.items() if "debris" in r.split(";")}
+    if "debris" in spots.columns:
+        flagged -= set(spots.loc[spots["debris"].astype(bool), "cell_id"].astype(int))
+    if not flagged:
+        return nuclei
+    out = nuclei.copy()
+    on = out["cell_id"].isin(sorted(flagged)).to_numpy()
+    out.loc[on, "exclusion_reason"] = [join_reasons(r, "debris") for r in out.loc[on, "exclusion_reason"]]
+    out.loc[on, "evaluable"] = False
+    return out
+
+
 def _verify_scores(session: ReviewSession, cells: pd.DataFrame, row: dict[str, Any]) -> None:
     got = session.cells
     for col in ("her2_count", "cep17_count", "evaluable"):
@@ -241,6 +260,7 @@ def open_batch(result_dir: str | os.PathLike, image: str | None = None, *, revie
     spots = t["spots"][list(types)].copy()
     for col, kind in types.items():
         spots[col] = spots[col].astype({float: np.float64, int: np.int64, bool: bool, str: object}[kind])
+    nuclei = _debris_nuclei(nuclei, t["cells"], spots)
     row = t["images"].iloc[0].to_dict()
     baseline = Baseline.from_frames(name, labels, nuclei, spots, config, fish.pixel_size_um,
                                     summary=summary_from_row(row), image_path=img_path.resolve(), image_sha256=sha,

@@ -420,7 +420,7 @@ def _score_tile(
 ) -> tuple[pd.DataFrame, pd.DataFrame, int, dict[str, float]]:
     """Second pass on one tile: its own nuclei (as cells, tile-local ids) and spots, in slide
     coordinates; how many nuclei were cut by the tile's outer edge; the thresholds used."""
-    from .aggregation import cell_table, debris_cells, join_reasons
+    from .aggregation import cell_table, debris_cells, join_reasons, mark_debris
     from .clusters import debris_mask
     from .pipeline import SPOTS_OUTPUT_COLUMNS, detect_probes, remove_debris, segment
 
@@ -494,6 +494,7 @@ def _score_tile(
     remove_debris(
         data[1], data[2], tables, pixel_size_um=px, spot_diameter_um=sp.spot_diameter_um, mask=mask
     )
+    kept = mark_debris(kept, labels, mask)
     own_ids = set(kept["cell_id"].tolist())
     for k, table in enumerate(tables):
         table["y"] += oy
