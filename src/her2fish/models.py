@@ -98,7 +98,7 @@ REASONS: dict[str, str] = {
     "damaged": "damaged nucleus: fragmented, or very dim with holes",
     "out_of_focus": "out of focus: edge and chromatin much blurrier than the field's nuclei",
     "empty": "no nuclear (DAPI) content above background",
-    "debris": "autofluorescent debris lies on the nucleus: the signals under it cannot be counted",
+    "debris": "autofluorescent debris reaches into the nucleus: the signals under it cannot be counted",
     "no_her2_signal": "no HER2 signal: not scored (guideline rule N1)",
     "no_cep17_signal": "no CEP17 signal: not scored (guideline rule N1)",
     "no_signals": "no HER2 and no CEP17 signal: not scored (guideline rule N1)",
