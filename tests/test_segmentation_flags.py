@@ -174,6 +174,43 @@ def test_focus_needs_a_field_of_nuclei():
     assert len(table) == 2 and table["evaluable"].all()  # two nuclei: no reference, no flag
 
 
+def test_field_references_can_be_given_from_a_larger_image():
+    img = focus_field(1.5)
+    labels, table = segment_nuclei(img, pixel_size_um=PX)
+    refs = table.attrs["references"]
+    assert set(refs) == {"focus", "level", "contrast"} and all(v > 0 for v in refs.values())
+    # The field's own references give the same result.
+    labels2, again = segment_nuclei(img, pixel_size_um=PX, references=refs)
+    np.testing.assert_array_equal(labels, labels2)
+    assert again["exclusion_reason"].tolist() == table["exclusion_reason"].tolist()
+    # A slide whose nuclei are sharper (a higher in-focus level) finds more of these out of focus;
+    # a blurrier slide none.
+    _, sharp = segment_nuclei(img, pixel_size_um=PX, references={"focus": 5 * refs["focus"]})
+    assert (sharp["exclusion_reason"] == "out_of_focus").sum() > 1
+    _, soft = segment_nuclei(img, pixel_size_um=PX, references={"focus": refs["focus"] / 10})
+    assert soft["evaluable"].all()
+    # Two nuclei cannot set a focus reference of their own, but can be judged against one.
+    two = render((300, 300), [disc((80, 80), 40, shape=(300, 300))], seed=2)
+    blurred = ndi.gaussian_filter(render((300, 300), [disc((200, 200), 40, shape=(300, 300))]), 10)
+    _, own = segment_nuclei(np.asarray(two) + blurred - 100, pixel_size_um=PX)
+    assert own["evaluable"].all() and np.isnan(own.attrs["references"]["focus"])
+
+
+@pytest.mark.parametrize(
+    ("references", "error", "match"),
+    [
+        ({"sharpness": 1.0}, ValueError, "unknown keys"),
+        ({"focus": 0.0}, ValueError, "positive finite"),
+        ({"level": float("inf")}, ValueError, "finite"),
+        ({"focus": "1"}, TypeError, "real number"),
+        ([("focus", 1.0)], TypeError, "mapping"),
+    ],
+)
+def test_field_references_are_validated(references, error, match):
+    with pytest.raises(error, match=match):
+        segment_nuclei(focus_field(0.0), pixel_size_um=PX, references=references)
+
+
 # --- damaged -----------------------------------------------------------------------------------
 
 

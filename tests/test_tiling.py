@@ -121,6 +121,8 @@ def test_tiled_equals_untiled(untiled, tiled):
     ):
         assert tiled.summary[key] == untiled.summary[key], key
     assert not any(tiled.parameters.tile_thresholds.values())
+    refs = untiled.nuclei.attrs["references"]
+    assert tiled.parameters.segmentation_references == pytest.approx(refs) and len(refs) == 3
     assert (tiled.tiles["threshold_her2"] == untiled.summary["threshold_her2"]).all()
     # Nuclei: the same, with the same outlines, flags and signal objects.
     a, b = untiled.cells, tiled.cells

@@ -126,11 +126,13 @@ def segment(
     pixel_size_um: float,
     params: SegmentationParams,
     threshold: float | None = None,
+    references: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Segment nuclei with the options of ``params`` (stage 1 of :func:`score_image`).
 
-    ``threshold`` fixes the detection threshold (default: Otsu's, per image); the tiled runner
-    (:mod:`her2fish.tiling`) passes one slide-wide value.
+    ``threshold`` fixes the detection threshold (default: Otsu's, per image) and
+    ``references`` the flags' field-relative references (``segment_nuclei(references=...)``);
+    the tiled runner (:mod:`her2fish.tiling`) passes slide-wide values.
     """
     return segment_nuclei(
         dapi,
@@ -144,6 +146,7 @@ def segment(
         overlap_contrast=params.overlap_contrast,
         min_focus=params.min_focus,
         damage_fraction=params.damage_fraction,
+        references=references,
     )
 
 

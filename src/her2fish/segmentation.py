@@ -73,6 +73,7 @@ with one global threshold) and 0.846 on its 256 x 256 crop (0.813).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from numbers import Real
 
 import numpy as np
@@ -85,7 +86,7 @@ from .models import NUCLEI_COLUMNS
 from .segmentation_flags import measure_nuclei, neighbour_pairs, working_measures
 from .segmentation_split import grow, refine_edges, split_overlaps, split_touching
 
-__all__ = ["segment_nuclei"]
+__all__ = ["FIELD_REFERENCE_KEYS", "segment_nuclei"]
 
 _WORK_MIN_D_PX = 12  # smallest nucleus diameter at the working scale, px
 _BACKGROUND_RADIUS = 0.6  # opening disk radius, in maximum nuclear diameters
@@ -115,6 +116,28 @@ def _check_range(name: str, value: object, lo: float, hi: float) -> float:
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
     return value
+
+
+#: Keys of ``segment_nuclei(references=...)``.
+FIELD_REFERENCE_KEYS = ("focus", "level", "contrast")
+
+
+def _check_references(references: Mapping[str, float] | None) -> dict[str, float]:
+    if references is None:
+        return {}
+    if not isinstance(references, Mapping):
+        raise TypeError(f"references must be a mapping of {FIELD_REFERENCE_KEYS} to numbers, "
+                        f"got {type(references).__name__}")  # fmt: skip
+    unknown = set(references) - set(FIELD_REFERENCE_KEYS)
+    if unknown:
+        raise ValueError(f"references has unknown keys {sorted(unknown)}; use any of {FIELD_REFERENCE_KEYS}")
+    out = {}
+    for key, value in references.items():
+        number = _check_number(f"references[{key!r}]", value)
+        if not math.isfinite(number) or number <= 0:
+            raise ValueError(f"references[{key!r}] must be a positive finite number, got {value!r}")
+        out[key] = number
+    return out
 
 
 def _check_image(dapi: object) -> np.ndarray:
@@ -148,6 +171,7 @@ def segment_nuclei(
     overlap_contrast: float = 1.4,
     min_focus: float = 0.4,
     damage_fraction: float = 0.15,
+    references: Mapping[str, float] | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Segment nuclei in a DAPI plane and flag those that cannot be scored.
 
@@ -184,6 +208,12 @@ def segment_nuclei(
     damage_fraction : float
         A nucleus with at least this share of its area in fragments, or (when very dim) in
         holes, is ``damaged``, in (0, 1].
+    references : mapping, optional
+        The field-relative references of the flags, to use instead of this image's (keys of
+        :data:`FIELD_REFERENCE_KEYS`, any subset): ``focus`` (the in-focus level that focus
+        scores are divided by), ``level`` and ``contrast`` (the median nucleus' DAPI level and
+        contrast, for ``damaged`` and ``empty``). The tiles of a slide pass the slide's values.
+        The values used are stored in ``table.attrs["references"]``.
 
     Returns
     -------
@@ -235,6 +265,7 @@ def segment_nuclei(
     damage = _check_positive("damage_fraction", damage_fraction)
     if damage > 1:
         raise ValueError(f"damage_fraction must be in (0, 1], got {damage}")
+    refs = _check_references(references)
 
     factor = max(1, int(min_d / px // _WORK_MIN_D_PX))
     wpx = px * factor  # working pixel size
@@ -257,7 +288,7 @@ def segment_nuclei(
         "holes": holes,
         "fragments": fragments,
         "level": level,
-        **working_measures(work_labels, work, flat, level),
+        **working_measures(work_labels, work, flat, level, refs),
     }
     pairs = neighbour_pairs(work_labels, max(1, round(_FRAGMENT_GAP * min_d / wpx)))
     labels = _full_resolution(work_labels, flat, cut, factor, image.shape)
@@ -269,8 +300,10 @@ def segment_nuclei(
         "min_focus": focus_min,
         "damage_fraction": damage,
     }
-    columns = measure_nuclei(labels, image, px, limits, carried, pairs)
-    return labels, _table(columns or {}, t)
+    columns = measure_nuclei(labels, image, px, limits, carried, pairs, refs)
+    table = _table(columns or {}, t)
+    table.attrs["references"] = dict(refs)
+    return labels, table
 
 
 def _full_resolution(

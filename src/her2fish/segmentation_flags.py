@@ -41,12 +41,17 @@ _IRREGULAR_SOLIDITY = 0.75  # a nucleus this far from convex is crushed or torn,
 
 
 def working_measures(
-    labels: np.ndarray, work: np.ndarray, flat: np.ndarray, level: np.ndarray
+    labels: np.ndarray,
+    work: np.ndarray,
+    flat: np.ndarray,
+    level: np.ndarray,
+    references: dict[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-label measures taken at the working scale (index 0 unused).
 
     ``contrast``: mean of ``flat``; ``noise``: background noise SD of ``flat`` (the MAD of the
-    background, repeated per label); ``focus``: :func:`focus_scores`.
+    background, repeated per label); ``focus``: :func:`focus_scores` (against
+    ``references["focus"]`` when given; the field's value is written there when not).
     """
     n = int(labels.max())
     ids = labels.ravel()
@@ -55,25 +60,37 @@ def working_measures(
     background = flat[::2, ::2][labels[::2, ::2] == 0]
     background = np.abs(background - np.median(background)) if background.size else np.zeros(1)
     noise = np.full(n + 1, 1.4826 * float(np.median(background)))
-    return {"contrast": contrast, "noise": noise, "focus": focus_scores(labels, work, level)}
+    refs = {} if references is None else references
+    raw, valid = _focus_raw(labels, work, level)
+    if "focus" not in refs:
+        refs["focus"] = _focus_reference(raw, valid)
+    return {"contrast": contrast, "noise": noise, "focus": _focus_relative(raw, valid, refs["focus"])}
 
 
-def focus_scores(labels: np.ndarray, work: np.ndarray, level: np.ndarray) -> np.ndarray:
+def focus_scores(
+    labels: np.ndarray, work: np.ndarray, level: np.ndarray, *, reference: float | None = None
+) -> np.ndarray:
     """Sharpness of each nucleus relative to the sharpest part of the field (1 = typical).
 
     Gradient energy (squared gradient magnitude at a 1-pixel Gaussian scale, the Tenengrad
     measure) over the nucleus and a thin band around it, minus the background's noise energy,
     divided by the squared DAPI ``level`` and by the perimeter of the equivalent disc. For a
     blurred edge this is proportional to 1 / blur width, whatever the nucleus' brightness and
-    size; chromatin texture adds to it. Scores are divided by the field's 75th percentile.
-    Fewer than 3 nuclei: no reference, all scores 1.
+    size; chromatin texture adds to it. Scores are divided by the field's 75th percentile, or by
+    ``reference`` (such a percentile from a larger image, e.g. a whole slide). Fewer than 3
+    nuclei and no reference: all scores 1.
 
     Returns per-label scores (index 0 unused).
     """
+    raw, valid = _focus_raw(labels, work, level)
+    return _focus_relative(raw, valid, _focus_reference(raw, valid) if reference is None else reference)
+
+
+def _focus_raw(labels: np.ndarray, work: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unnormalised focus measure per label (index 0 unused) and which labels have one."""
     n = int(labels.max())
-    score = np.ones(n + 1)
-    if n < 3:
-        return score
+    if n < 1:
+        return np.zeros(1), np.zeros(0, bool)
     grad = ndi.gaussian_gradient_magnitude(work.astype(np.float32), 1.0) ** 2
     band = grow(labels, _FOCUS_BAND_PX)
     count = np.bincount(band.ravel(), minlength=n + 1).astype(float)
@@ -84,11 +101,19 @@ def focus_scores(labels: np.ndarray, work: np.ndarray, level: np.ndarray) -> np.
     perimeter = 2 * np.sqrt(np.pi * np.maximum(area, 1))
     with np.errstate(divide="ignore", invalid="ignore"):
         raw = (energy - noise * count) / (np.maximum(level, 1e-12) ** 2 * perimeter)
-    valid = (area[1:] > 0) & (level[1:] > 0)
+    return raw, (area[1:] > 0) & (level[1:] > 0)
+
+
+def _focus_reference(raw: np.ndarray, valid: np.ndarray) -> float:
+    """The field's in-focus level: the ``_FOCUS_REFERENCE`` percentile (NaN below 3 nuclei)."""
     if valid.sum() < 3:
-        return score
-    reference = float(np.percentile(raw[1:][valid], _FOCUS_REFERENCE))
-    if not reference > 0:
+        return float("nan")
+    return float(np.percentile(raw[1:][valid], _FOCUS_REFERENCE))
+
+
+def _focus_relative(raw: np.ndarray, valid: np.ndarray, reference: float) -> np.ndarray:
+    score = np.ones(raw.size)
+    if not (np.isfinite(reference) and reference > 0):
         return score
     score[1:] = np.where(valid, raw[1:] / reference, 1.0)
     return score
@@ -101,6 +126,7 @@ def measure_nuclei(
     limits: dict[str, float],
     carried: dict[str, np.ndarray],
     pairs: np.ndarray,
+    references: dict[str, float] | None = None,
 ) -> dict[str, np.ndarray] | None:
     """Per-nucleus measurements and flags; drops debris and relabels ``labels`` 1..N in place.
 
@@ -108,6 +134,9 @@ def measure_nuclei(
     ``damage_fraction``. ``carried``: per old label, ``overlapping`` (bool), ``focus``,
     ``holes``, ``fragments``, ``level``, ``contrast`` and ``noise`` (float) from the working
     scale. ``pairs``: (k, 2) old labels lying close together (:func:`neighbour_pairs`).
+    ``references``: the field-wide medians ``level`` (DAPI level, for ``damaged``) and
+    ``contrast`` (for ``empty``) to use instead of this field's; the field's values are written
+    into it when absent.
     Returns the table columns, or None when no nucleus is left.
     """
     boxes = ndi.find_objects(labels)
@@ -143,7 +172,10 @@ def measure_nuclei(
     on_edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
     area_um2 = area * px * px
     level = carried["level"]
-    dim = level < _DIM_FRACTION * float(np.median(level))
+    refs = {} if references is None else references
+    refs.setdefault("level", float(np.median(level)))
+    refs.setdefault("contrast", float(np.median(contrast)))
+    dim = level < _DIM_FRACTION * refs["level"]
     frac = limits["damage_fraction"]
     too_small = area_um2 < math.pi / 4 * limits["min_d"] ** 2
     low_solidity = solidity < limits["min_solidity"]
@@ -165,7 +197,7 @@ def measure_nuclei(
         ),
         "out_of_focus": ~overlapping & (carried["focus"] < limits["min_focus"]),
         "empty": contrast
-        <= max(_EMPTY_FRACTION * float(np.median(contrast)), _EMPTY_NOISE_SD * noise),
+        <= max(_EMPTY_FRACTION * refs["contrast"], _EMPTY_NOISE_SD * noise),
     }
     reasons = [";".join(c for c in FLAG_ORDER if flags[c][i]) for i in range(n)]
     return {

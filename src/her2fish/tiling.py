@@ -15,6 +15,9 @@ Method
    must be one value for the whole slide, or tiles would be scored on different scales:
 
    - the DAPI detection threshold (Otsu's, per tile) -> the median over the sampled tiles;
+   - the references of the field-relative nucleus flags (the in-focus level of ``out_of_focus``,
+     the median nucleus' DAPI level and contrast of ``damaged`` and ``empty``;
+     ``segment_nuclei(references=...)``) -> the median over the sampled tiles;
    - each probe's LoG threshold (median + 6 robust SDs of the LoG response near nuclei) -> the
      median over the sampled tiles (a manual threshold in the config is used as given). One
      exception: when the signals are dim, ``detect_spots`` adds a second, local level under
@@ -51,10 +54,9 @@ Method
 
 Equality with the untiled pipeline: on an image small enough for both, tiled and untiled runs
 find the same nuclei, signals, counts (clusters included) and score (see
-``tests/test_tiling.py``). What remains per tile on a larger slide: the segmentation's
-field-relative flags (``out_of_focus`` against the 75th percentile of the field's focus,
-``damaged``/``empty`` against the field's median DAPI level) and (dim signals only, see above)
-the automatic spot threshold; these need options in segmentation.py to be made slide-wide.
+``tests/test_tiling.py``). What remains per tile on a larger slide: (dim signals only, see
+above) the automatic spot threshold, and the spot detector's local noise statistics, which are
+local by design.
 """
 
 from __future__ import annotations
@@ -166,6 +168,7 @@ class SlideParameters:
     sampled_tiles: tuple[int, ...]
     tile_thresholds: dict[str, bool] = field(default_factory=dict)
     levels: dict[str, dict[str, float]] = field(default_factory=dict)
+    segmentation_references: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (for the summary and run records)."""
@@ -178,6 +181,7 @@ class SlideParameters:
             "sampled_tiles": list(self.sampled_tiles),
             "tile_thresholds": dict(self.tile_thresholds),
             "levels": {role: dict(v) for role, v in self.levels.items()},
+            "segmentation_references": dict(self.segmentation_references),
         }
 
 
@@ -334,6 +338,7 @@ def estimate_parameters(
     ones: dict[str, list[np.ndarray]] = {"her2": [], "cep17": []}
     one_max: dict[str, list[np.ndarray]] = {"her2": [], "cep17": []}
     lev: dict[str, dict[str, list[float]]] = {"her2": {}, "cep17": {}}
+    seg_refs: dict[str, list[float]] = {}
     h, w = slide.shape
     largest = max((t.outer[1] - t.outer[0]) * (t.outer[3] - t.outer[2]) for t in tiles)
     if h * w <= max(largest, WHOLE_ESTIMATE_PIXELS):
@@ -352,6 +357,9 @@ def estimate_parameters(
             continue
         if np.isfinite(t):
             seg_t.append(float(t))
+        for key, value in nuclei.attrs.get("references", {}).items():
+            if np.isfinite(value) and value > 0:
+                seg_refs.setdefault(key, []).append(float(value))
         tables, detection = detect_probes(
             {"her2": data[1], "cep17": data[2]}, labels, pixel_size_um=px, params=sp
         )
@@ -408,6 +416,7 @@ def estimate_parameters(
             r: two_level[r] and getattr(sp, f"threshold_{r}") is None for r in ("her2", "cep17")
         },
         levels={r: {k: float(np.median(v)) for k, v in lev[r].items()} for r in ("her2", "cep17")},
+        segmentation_references={k: float(np.median(v)) for k, v in seg_refs.items()},
     )
 
 
@@ -433,6 +442,7 @@ def _score_tile(
         pixel_size_um=px,
         params=config.segmentation,
         threshold=params.segmentation_threshold,
+        references=params.segmentation_references,
     )
     nuclei = nuclei.copy()
     nuclei["y"] += oy
