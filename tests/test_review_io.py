@@ -228,3 +228,15 @@ def test_export_uses_the_cli_schema_with_review_columns(batch, tmp_path):
     assert run["complete"] and run["review"][0]["n_edits"] == 1
     with pytest.raises(ValueError, match="continue that review with ReviewSession.load"):
         ReviewSession.open_batch(tmp_path / "edited", autosave=False)
+
+
+def test_open_batch_re_segments_with_every_segmentation_option_of_the_run(tmp_path):
+    from her2fish.models import PipelineConfig, SegmentationParams
+
+    shutil.copy(SAMPLES / "03_equivocal.ome.tif", tmp_path / "a.ome.tif")
+    seg = SegmentationParams(edge_level=0.3, overlap_contrast=1.6, damage_fraction=0.3)
+    run_batch([tmp_path / "a.ome.tif"], out_dir=tmp_path / "out", config=PipelineConfig(segmentation=seg))
+    s = ReviewSession.open_batch(tmp_path / "out", reviewer="Dr A", autosave=False)
+    cells = pd.read_csv(tmp_path / "out" / "cells.csv")
+    assert len(s.cells) == len(cells)
+    np.testing.assert_allclose(s.cells["y"], cells["y"], atol=0.01)  # the same outlines

@@ -231,7 +231,7 @@ def open_batch(result_dir: str | os.PathLike, image: str | None = None, *, revie
     ReviewSession
     """
     from .io import read_image
-    from .segmentation import segment_nuclei
+    from .pipeline import segment
 
     out = Path(result_dir)
     t = batch_tables(out, image)
@@ -252,9 +252,7 @@ def open_batch(result_dir: str | os.PathLike, image: str | None = None, *, revie
     config = config_from_run(params)
     fish = read_image(img_path, channels=params.get("channels"), pixel_size_um=params.get("pixel_size_um_override"))
     seg = config.segmentation
-    labels, nuclei = segment_nuclei(fish.dapi, pixel_size_um=fish.pixel_size_um,
-                                    min_diameter_um=seg.min_diameter_um, max_diameter_um=seg.max_diameter_um,
-                                    min_solidity=seg.min_solidity, smoothing_um=seg.smoothing_um)  # fmt: skip
+    labels, nuclei = segment(fish.dapi, pixel_size_um=fish.pixel_size_um, params=seg)  # as the run did
     _verify_nuclei(nuclei, t["cells"], name)
     types = {c: k for c, k in _SPOT_TYPES.items() if c in t["spots"]}
     spots = t["spots"][list(types)].copy()
