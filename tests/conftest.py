@@ -33,3 +33,21 @@ def sample_paths() -> list[Path]:
 
 def load_truth(path: Path) -> dict:
     return json.loads(Path(str(path).replace(".ome.tif", ".truth.json")).read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def case_batch(tmp_path):
+    """A scored batch of two cases: caseA with two small amplified fields (256 x 256 px),
+    caseB with one non-amplified field."""
+    from her2fish.batch import run_batch
+    from her2fish.data import make_field, write_sample
+
+    for case, scenario, seeds in (("caseA", "amplified", (1, 2)), ("caseB", "non_amplified", (3,))):
+        for k, seed in enumerate(seeds):
+            write_sample(
+                make_field(scenario, seed=seed, shape=(256, 256)),
+                tmp_path / "in" / case,
+                f"field{k}",
+            )
+    run_batch([tmp_path / "in"], out_dir=tmp_path / "out")
+    return tmp_path / "out"

@@ -46,6 +46,7 @@ def assert_whole(out: Path, names: list[str], reference: Path | None = None) -> 
     """Every image once, tables that agree, run.json complete, no leftovers."""
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert run["complete"] is True and run["n_images"] == len(names)
+    assert isinstance(run["parameters"]["exports"], list)  # documented in docs/output-format.md
     images, cells, spots = read_tables(out)
     assert list(images.image) == names  # each image exactly once, in input order
     ok = images[images.status == "ok"]

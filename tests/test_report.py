@@ -74,6 +74,16 @@ def test_report_from_an_output_folder(reviewed, tmp_path, capsys):
     assert "neither a review session" in capsys.readouterr().err
 
 
+def test_a_report_without_its_image_says_so_on_the_console(tmp_path, capsys):
+    write_sample(make_field("amplified", seed=5, shape=(256, 256)), tmp_path / "images", "gone")
+    run_batch([tmp_path / "images"], out_dir=tmp_path / "results")
+    (tmp_path / "images" / "gone.ome.tif").unlink()  # moved since the run
+    assert report_main([str(tmp_path / "results"), "--out", str(tmp_path / "r.pdf")]) == 0
+    captured = capsys.readouterr()
+    assert "report written" in captured.out
+    assert "warning: Gallery omitted: the image could not be read" in captured.err
+
+
 def test_report_of_an_exported_review_shows_the_review(reviewed, tmp_path):
     root, s = reviewed
     s.export(tmp_path / "export")

@@ -5,24 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from her2fish.batch import run_batch
 from her2fish.cases import CaseInfo, score_case
-from her2fish.data import make_field, write_sample
 from her2fish.review_case import CaseReview
-
-
-@pytest.fixture
-def case_batch(tmp_path):
-    """Two cases: caseA with two small amplified fields, caseB with one non-amplified field."""
-    for case, scenario, seeds in (("caseA", "amplified", (1, 2)), ("caseB", "non_amplified", (3,))):
-        for k, seed in enumerate(seeds):
-            write_sample(
-                make_field(scenario, seed=seed, shape=(256, 256)),
-                tmp_path / "in" / case,
-                f"field{k}",
-            )
-    run_batch([tmp_path / "in"], out_dir=tmp_path / "out")
-    return tmp_path / "out"
 
 
 def test_fields_are_grouped_by_case(case_batch):

@@ -362,7 +362,7 @@ def run_batch(
                     **config.to_dict(), "channels": params["channels"],
                     "pixel_size_um_override": pixel_size_um, "workers": workers,
                     "dask_scheduler": None if client is None else str(client.scheduler.address),
-                    "format": fmt, "tiling": tiling,
+                    "format": fmt, "tiling": tiling, "exports": params["exports"],
                 },
             )
             pause_point("run-json")

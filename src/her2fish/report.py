@@ -286,6 +286,9 @@ def report_main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, OSError) as exc:
         print(f"her2fish report: error: {exc}", file=sys.stderr)
         return 2
+    for note in getattr(data, "notes", []):
+        if "omitted" in note:  # said in the report too, but easy to miss there
+            print(f"her2fish report: warning: {note}", file=sys.stderr)
     print("report written: " + ", ".join(written))
     return 0
 

@@ -78,7 +78,7 @@ def batch_tables(result_dir: str | os.PathLike, image: str | None = None) -> dic
     if image is None:
         if len(names) != 1:
             raise ValueError(f"{out} holds {len(names)} scored images; choose one with image= "
-                             f"(one of: {', '.join(map(str, names))})")  # fmt: skip
+                             f"(--image on the command line; one of: {', '.join(map(str, names))})")  # fmt: skip
         image = names[0]
     record = next((r for r in run["inputs"] if r.get("image") == image), None)
     if record is None:

@@ -16,26 +16,16 @@ from qtpy.QtCore import Qt  # noqa: E402
 from her2fish._napari._review import ReviewWidget  # noqa: E402
 from her2fish._napari._review_layers import REVIEW_KEYS  # noqa: E402
 from her2fish._napari._review_panel import score_text  # noqa: E402
-from her2fish.batch import run_batch  # noqa: E402
 from her2fish.cases import CaseInfo, score_case  # noqa: E402
-from her2fish.data import make_field, write_sample  # noqa: E402
 from her2fish.review import ReviewSession  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def batch(tmp_path):
-    """caseA: two small amplified fields; caseB: one non-amplified field (256 x 256 px)."""
-    for case, scenario, seeds in (("caseA", "amplified", (1, 2)), ("caseB", "non_amplified", (3,))):
-        for k, seed in enumerate(seeds):
-            write_sample(
-                make_field(scenario, seed=seed, shape=(256, 256)),
-                tmp_path / "in" / case,
-                f"field{k}",
-            )
-    run_batch([tmp_path / "in"], out_dir=tmp_path / "out")
-    return tmp_path / "out"
+def batch(case_batch):
+    """caseA: two small amplified fields; caseB: one non-amplified field (tests/conftest.py)."""
+    return case_batch
 
 
 @pytest.fixture
