@@ -240,3 +240,15 @@ def test_open_batch_re_segments_with_every_segmentation_option_of_the_run(tmp_pa
     cells = pd.read_csv(tmp_path / "out" / "cells.csv")
     assert len(s.cells) == len(cells)
     np.testing.assert_allclose(s.cells["y"], cells["y"], atol=0.01)  # the same outlines
+
+
+def test_open_batch_finds_relative_inputs_from_another_folder(tmp_path, monkeypatch):
+    (tmp_path / "lab" / "images").mkdir(parents=True)
+    shutil.copy(SAMPLES / "01_non_amplified.ome.tif", tmp_path / "lab" / "images" / "a.ome.tif")
+    monkeypatch.chdir(tmp_path / "lab")
+    run_batch(["images"], out_dir=tmp_path / "lab" / "out")  # run.json records "images/a.ome.tif"
+    shutil.copytree(tmp_path / "lab" / "out", tmp_path / "elsewhere" / "copy")
+    monkeypatch.chdir(tmp_path)
+    s = ReviewSession.open_batch(tmp_path / "elsewhere" / "copy", reviewer="Dr A", autosave=False)
+    assert s.name == "a.ome.tif" and len(s.cells) > 0
+

@@ -187,6 +187,7 @@ def run_record(
         "schema_version": SCHEMA_VERSION,
         "complete": True,
         "command": command,
+        "working_dir": os.getcwd(),  # relative input paths are relative to it
         "started_utc": started_utc,
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "parameters": parameters,

@@ -93,9 +93,19 @@ def batch_tables(result_dir: str | os.PathLike, image: str | None = None) -> dic
     return {"run": run, "record": record, "image": image, **rows}
 
 
+def _run_dirs(out: Path) -> list[Path]:
+    """The working folder the run was started in, as run.json records it (none if absent)."""
+    try:
+        wd = json.loads((Path(out) / "run.json").read_text(encoding="utf-8")).get("working_dir")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [Path(wd)] if isinstance(wd, str) and wd else []
+
+
 def resolve_image(recorded: Any, out: Path, override: str | os.PathLike | None) -> Path:
     """The image file of a run: ``override``, else run.json's path (absolute, or relative to the
-    working folder, the output folder or its parent)."""
+    run's working folder (run.json ``working_dir``), the current one, the output folder or its
+    parent)."""
     if override is not None:
         path = Path(override)
         if not path.is_file():
@@ -104,7 +114,8 @@ def resolve_image(recorded: Any, out: Path, override: str | os.PathLike | None) 
     if not isinstance(recorded, str) or not recorded:
         raise ValueError("run.json does not record the image path; pass image_path=")
     rec = Path(recorded)
-    candidates = [rec] if rec.is_absolute() else [Path.cwd() / rec, out / rec, out.parent / rec]
+    candidates = [rec] if rec.is_absolute() else [*_run_dirs(out), Path.cwd(), out, out.parent]
+    candidates = candidates if rec.is_absolute() else [d / rec for d in candidates]
     for path in candidates:
         if path.is_file():
             return path
