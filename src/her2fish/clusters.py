@@ -29,6 +29,8 @@ signal objects a pathologist counts and estimates their copies.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
@@ -333,6 +335,22 @@ def estimate_copies(
 DEBRIS_MIN = 0.5
 
 
+def wide_gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a wide ``sigma`` (px), computed on ``f`` x ``f`` block means and scaled
+    back up bilinearly (``f`` = sigma / 4): the block mean is itself a blur of variance
+    (f**2 - 1) / 12 px**2, which the smaller Gaussian makes up for. Many times faster than the
+    full-resolution filter for sigma >= 8 and within a fraction of a percent of it, since the
+    result holds no detail finer than sigma."""
+    from .segmentation import _block_mean, _upscale
+
+    f = int(sigma // 4)
+    if f < 2:
+        return ndi.gaussian_filter(image, sigma)
+    small = _block_mean(np.asarray(image, np.float32), f)
+    s = math.sqrt(max(sigma**2 - (f * f - 1) / 12.0, 0.25)) / f
+    return _upscale(ndi.gaussian_filter(small, s), f, image.shape).astype(np.float32, copy=False)
+
+
 def debris_mask(
     her2: np.ndarray,
     cep17: np.ndarray,
@@ -354,7 +372,7 @@ def debris_mask(
     broad = []
     for image, table in ((her2, her2_spots), (cep17, cep17_spots)):
         img = np.asarray(image, dtype=np.float32)
-        band = ndi.gaussian_filter(img, d) - ndi.gaussian_filter(img, 4 * d)
+        band = ndi.gaussian_filter(img, d) - wide_gaussian(img, 4 * d)
         ones = table[table["copies"] == 1]["peak"] if len(table) else []
         peak = float(np.median(ones)) if len(ones) else float("nan")
         broad.append(band / peak if np.isfinite(peak) and peak > 0 else np.zeros_like(band))
