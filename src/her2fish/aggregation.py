@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -9,7 +11,8 @@ from .models import CELLS_COLUMNS
 from .segmentation_flags import FLAG_ORDER
 from .segmentation_split import disc_offsets, expand_labels
 
-__all__ = ["assign_spots", "cell_table", "debris_cells", "join_reasons", "mark_debris", "CELL_TABLE_COLUMNS"]
+__all__ = ["assign_spots", "cell_table", "debris_cells", "exclude_nuclei", "join_reasons", "mark_debris",
+           "CELL_TABLE_COLUMNS"]
 
 #: Columns of :func:`cell_table` (cells.csv without the leading ``image`` column, plus extras).
 CELL_TABLE_COLUMNS = CELLS_COLUMNS[1:] + (
@@ -113,12 +116,17 @@ def debris_cells(*tables: pd.DataFrame) -> np.ndarray:
 def mark_debris(nuclei: pd.DataFrame, labels: np.ndarray, mask: np.ndarray) -> pd.DataFrame:
     """``nuclei`` with those that debris (``mask``, :func:`her2fish.clusters.debris_mask`)
     reaches into marked not evaluable, reason ``debris`` (a copy; the others unchanged)."""
-    hidden = np.unique(labels[mask & (labels > 0)])
-    if hidden.size == 0:
+    return exclude_nuclei(nuclei, np.unique(labels[mask & (labels > 0)]), "debris")
+
+
+def exclude_nuclei(nuclei: pd.DataFrame, ids: Iterable[int], reason: str) -> pd.DataFrame:
+    """``nuclei`` with the nuclei ``ids`` not evaluable and ``reason`` added to their reasons
+    (a copy; ``nuclei`` itself when ``ids`` is empty)."""
+    on = nuclei["cell_id"].isin(list(ids)).to_numpy()
+    if not on.any():
         return nuclei
     out = nuclei.copy()
-    on = out["cell_id"].isin(hidden).to_numpy()
-    out.loc[on, "exclusion_reason"] = [join_reasons(r, "debris") for r in out.loc[on, "exclusion_reason"]]
+    out.loc[on, "exclusion_reason"] = [join_reasons(r, reason) for r in out.loc[on, "exclusion_reason"]]
     out.loc[on, "evaluable"] = False
     return out
 

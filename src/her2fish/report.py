@@ -126,7 +126,7 @@ def report_data_from_results(result_dir: str | os.PathLike, *, image: str | None
     notes: list[str] = []
     fish = None
     try:
-        fish = read_image(resolve_image(record.get("path"), out, None), channels=params.get("channels"),
+        fish = read_image(resolve_image(record.get("path"), out, None, working_dir=run.get("working_dir")), channels=params.get("channels"),
                           pixel_size_um=params.get("pixel_size_um_override"))  # fmt: skip
     except (OSError, ValueError) as exc:
         notes.append(f"Gallery omitted: the image could not be read ({exc}).")

@@ -237,7 +237,7 @@ def case_report_data(result_dir: str | os.PathLike, case_id: str, *, rule_sets: 
     for name in ok:
         rec = records.get(name, {})
         try:
-            path = resolve_image(rec.get("path"), out, None)
+            path = resolve_image(rec.get("path"), out, None, working_dir=run.get("working_dir"))
         except (OSError, ValueError) as exc:
             path = None
             notes.append(f"{name}: image file not found ({exc}); its review session and gallery crops are not shown.")

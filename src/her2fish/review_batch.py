@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .aggregation import join_reasons
+from .aggregation import exclude_nuclei
 from .config import config_from_dict
 from .export import IMAGES_EXTRA_COLUMNS, images_row
 from .models import IMAGES_COLUMNS
@@ -93,19 +93,11 @@ def batch_tables(result_dir: str | os.PathLike, image: str | None = None) -> dic
     return {"run": run, "record": record, "image": image, **rows}
 
 
-def _run_dirs(out: Path) -> list[Path]:
-    """The working folder the run was started in, as run.json records it (none if absent)."""
-    try:
-        wd = json.loads((Path(out) / "run.json").read_text(encoding="utf-8")).get("working_dir")
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [Path(wd)] if isinstance(wd, str) and wd else []
-
-
-def resolve_image(recorded: Any, out: Path, override: str | os.PathLike | None) -> Path:
+def resolve_image(recorded: Any, out: Path, override: str | os.PathLike | None, *,
+                  working_dir: Any = None) -> Path:  # fmt: skip
     """The image file of a run: ``override``, else run.json's path (absolute, or relative to the
-    run's working folder (run.json ``working_dir``), the current one, the output folder or its
-    parent)."""
+    run's working folder (run.json ``working_dir``, passed by the caller), the current one, the
+    output folder or its parent)."""
     if override is not None:
         path = Path(override)
         if not path.is_file():
@@ -114,8 +106,8 @@ def resolve_image(recorded: Any, out: Path, override: str | os.PathLike | None) 
     if not isinstance(recorded, str) or not recorded:
         raise ValueError("run.json does not record the image path; pass image_path=")
     rec = Path(recorded)
-    candidates = [rec] if rec.is_absolute() else [*_run_dirs(out), Path.cwd(), out, out.parent]
-    candidates = candidates if rec.is_absolute() else [d / rec for d in candidates]
+    run_dir = [Path(working_dir)] if isinstance(working_dir, str) and working_dir else []
+    candidates = [rec] if rec.is_absolute() else [d / rec for d in (*run_dir, Path.cwd(), out, out.parent)]
     for path in candidates:
         if path.is_file():
             return path
@@ -183,13 +175,7 @@ def _debris_nuclei(nuclei: pd.DataFrame, cells: pd.DataFrame, spots: pd.DataFram
     flagged = {int(c) for c, r in reasons.items() if "debris" in r.split(";")}
     if "debris" in spots.columns:
         flagged -= set(spots.loc[spots["debris"].astype(bool), "cell_id"].astype(int))
-    if not flagged:
-        return nuclei
-    out = nuclei.copy()
-    on = out["cell_id"].isin(sorted(flagged)).to_numpy()
-    out.loc[on, "exclusion_reason"] = [join_reasons(r, "debris") for r in out.loc[on, "exclusion_reason"]]
-    out.loc[on, "evaluable"] = False
-    return out
+    return exclude_nuclei(nuclei, sorted(flagged), "debris")
 
 
 def _verify_scores(session: ReviewSession, cells: pd.DataFrame, row: dict[str, Any]) -> None:
@@ -252,7 +238,7 @@ def open_batch(result_dir: str | os.PathLike, image: str | None = None, *, revie
         raise ValueError(f"{out} holds reviewed results exported from a review session; continue "
                          f"that review with ReviewSession.load({reviewed.get('session_file')!r})")  # fmt: skip
     params = run["parameters"]
-    img_path = resolve_image(record.get("path"), out, image_path)
+    img_path = resolve_image(record.get("path"), out, image_path, working_dir=run.get("working_dir"))
     sha = record.get("sha256")
     path = default_session_path(img_path) if path is None else Path(path)
     found = existing_session(path, if_exists, sha, reviewer=reviewer, autosave=autosave, ci_replicates=ci_replicates)

@@ -233,6 +233,6 @@ class CaseReview:
         from .review_batch import resolve_image
 
         try:
-            return resolve_image(recorded, self.result_dir, None)
+            return resolve_image(recorded, self.result_dir, None, working_dir=self.run.get("working_dir"))
         except (OSError, ValueError):
             return None

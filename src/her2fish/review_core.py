@@ -355,9 +355,10 @@ class ReviewState:
         nuclei = pd.DataFrame({"cell_id": np.asarray(ids, np.int64),
                                **{k: np.array([r[k] for r in rows], dtype=t) for k, t in _NUCLEUS_INPUT.items()}})  # fmt: skip
         sids = [s for i in ids for s in self._by_cell.get(i, ())]
-        on_debris = sorted({r["cell_id"] for r in (self._spots[s] for s in sids) if r["debris"]}
-                           - {i for i in ids if self._decisions.get(i, _NO_DECISION)["decision"] == "include"})  # fmt: skip
-        spots = [r for r in (self._spots[s] for s in sids) if not r["debris"]]  # as the pipeline
+        rows = [self._spots[s] for s in sids]
+        included = {i for i in ids if self._decisions.get(i, _NO_DECISION)["decision"] == "include"}
+        on_debris = sorted({r["cell_id"] for r in rows if r["debris"]} - included)
+        spots = [r for r in rows if not r["debris"]]  # as the pipeline
         per_channel = []
         for ch in CHANNELS:
             sel = [r for r in spots if r["channel"] == ch]
