@@ -38,6 +38,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
+from . import filters
 from .segmentation_split import expand_labels
 
 __all__ = [
@@ -372,7 +373,7 @@ def debris_mask(
     broad = []
     for image, table in ((her2, her2_spots), (cep17, cep17_spots)):
         img = np.asarray(image, dtype=np.float32)
-        band = ndi.gaussian_filter(img, d) - wide_gaussian(img, 4 * d)
+        band = filters.gaussian_filter(img, d) - wide_gaussian(img, 4 * d)
         ones = table[table["copies"] == 1]["peak"] if len(table) else []
         peak = float(np.median(ones)) if len(ones) else float("nan")
         broad.append(band / peak if np.isfinite(peak) and peak > 0 else np.zeros_like(band))

@@ -64,6 +64,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
+from . import filters
 from .clusters import group_maxima, robust_mode, single_signal_reference
 from .segmentation_split import nearest_labels
 
@@ -253,10 +254,10 @@ def _flatten(img: np.ndarray, sigma: float, size: int) -> np.ndarray:
     bias (it sits on the noise minima) is removed by the ring correction in
     :func:`_aperture_intensity`.
     """
-    smooth = ndi.gaussian_filter(img, sigma)
-    trend = ndi.uniform_filter(ndi.grey_opening(smooth, size=(size, size)), TREND_SIZES * size, mode="nearest")
-    trend = ndi.uniform_filter(trend, TREND_SIZES * size, mode="nearest")
-    return img - trend - ndi.grey_opening(smooth - trend, size=(size, size))
+    smooth = filters.gaussian_filter(img, sigma)
+    trend = filters.uniform_filter(filters.grey_opening(smooth, size=size), TREND_SIZES * size, mode="nearest")
+    trend = filters.uniform_filter(trend, TREND_SIZES * size, mode="nearest")
+    return img - trend - filters.grey_opening(smooth - trend, size=size)
 
 
 class _Labels:
@@ -355,7 +356,7 @@ def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
     """Accepted LoG maxima (steps 1-3), the flattened image and the threshold attrs."""
     radius_px = 0.5 * spot_diameter_um / pixel_size_um
     sigma = max(radius_px / np.sqrt(2.0), 0.5)
-    log = -ndi.gaussian_laplace(img, sigma=sigma) * np.float32(sigma**2)
+    log = -filters.gaussian_laplace(img, sigma) * np.float32(sigma**2)
     med, sd = _robust_sd(log[region])
     if threshold is None:
         thr = med + THRESHOLD_K * max(sd, 1e-6)
@@ -374,8 +375,7 @@ def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
     }
 
     min_dist = max(int(round(spot_diameter_um / pixel_size_um)), 1)
-    footprint = np.ones((2 * min_dist + 1,) * 2, bool)
-    is_max = (log == ndi.maximum_filter(log, footprint=footprint)) & region
+    is_max = (log == filters.maximum_filter(log, size=2 * min_dist + 1)) & region
     bg_size = max(int(round(BACKGROUND_UM / pixel_size_um)) | 1, 3)
     flat = _flatten(img, sigma, bg_size)
     peaks = is_max & (log > thr)
@@ -396,7 +396,7 @@ def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
         floor = max(LOW_K, RELATIVE_LOW * robust_mode(seed_z)) if seed_z.size >= MIN_SEEDS else np.inf
         wy, wx = np.nonzero(is_max & ~peaks & (log > med + floor * max(sd, 1e-6)))
         if wy.size:
-            matched = ndi.gaussian_filter(flat, max(PSF_FRACTION * spot_diameter_um / pixel_size_um, 0.5))
+            matched = filters.gaussian_filter(flat, max(PSF_FRACTION * spot_diameter_um / pixel_size_um, 0.5))
             ok = _local_z(log, wy, wx, bg_size) >= LOW_K
             ok &= _local_z(matched, wy, wx, bg_size) >= MATCHED_K
             peaks[wy[ok], wx[ok]] = True
@@ -466,8 +466,8 @@ def _fine_maxima(img: np.ndarray, region: np.ndarray, within: np.ndarray, *, dia
     ``y``, ``x``, ``amp`` (response above the local median), ``zscore`` and ``ok``.
     """
     sigma = max(FINE_SIGMA_FRACTION * diameter_px, 0.5)
-    log = -ndi.gaussian_laplace(img, sigma=sigma) * np.float32(sigma**2)
-    y, x = np.nonzero((log == ndi.maximum_filter(log, footprint=_disk(max(diameter_px / 2, 1.0)))) & within)
+    log = -filters.gaussian_laplace(img, sigma) * np.float32(sigma**2)
+    y, x = np.nonzero((log == filters.maximum_filter(log, footprint=_disk(max(diameter_px / 2, 1.0)))) & within)
     med, sd = _tile_stats(log, region, tile, y, x)
     amp = log[y, x] - med
     zscore = amp / sd
@@ -502,9 +502,9 @@ def _resolve(img, *, pixel_size_um, spot_diameter_um, threshold, region, resolve
         out.update(fg=None, fg_s=None, fg_sd=0.0, objects=None)
         return out
     # Foreground over a local background wider than the largest cluster (~2.5 um).
-    background = ndi.gaussian_filter(ndi.grey_opening(img, size=(bg_size, bg_size)), bg_size / 4)
+    background = filters.gaussian_filter(filters.grey_opening(img, size=bg_size), bg_size / 4)
     fg = img - background
-    fg_s = ndi.gaussian_filter(fg, sigma)
+    fg_s = filters.gaussian_filter(fg, sigma)
     fg_med, fg_sd = _robust_sd(fg_s[region])
     levels = levels or {}
     fg_med = float(levels.get("object_median", fg_med))

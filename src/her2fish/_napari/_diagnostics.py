@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage as ndi
 from skimage.segmentation import expand_labels
 
+from .. import filters
 from ..pipeline import ScoreResult
 
 try:  # the core's own maxima finder, when it has one
@@ -87,10 +87,9 @@ def _documented_maxima(
     """Maxima above ``threshold`` by the LoG method documented in :mod:`her2fish.spots`."""
     img = np.asarray(image).astype(np.float32, copy=False)
     sigma = max(0.5 * spot_diameter_um / pixel_size_um / np.sqrt(2.0), 0.5)
-    log = -ndi.gaussian_laplace(img, sigma=sigma) * np.float32(sigma**2)
+    log = -filters.gaussian_laplace(img, sigma) * np.float32(sigma**2)
     min_dist = max(int(round(spot_diameter_um / pixel_size_um)), 1)
-    footprint = np.ones((2 * min_dist + 1,) * 2, bool)
-    ys, xs = np.nonzero((log == ndi.maximum_filter(log, footprint=footprint)) & mask)
+    ys, xs = np.nonzero((log == filters.maximum_filter(log, size=2 * min_dist + 1)) & mask)
     response = log[ys, xs].astype(float)
     keep = response > threshold
     return pd.DataFrame({"y": ys[keep], "x": xs[keep], "response": response[keep]})

@@ -1,0 +1,142 @@
+"""Whole-image filters of the hot paths, computed with OpenCV, with ``scipy.ndimage``'s results.
+
+Spot detection filters every probe channel a dozen times over (Gaussians, Laplacians of
+Gaussian, flat grey openings 2.5 um wide, maximum filters); with ``scipy.ndimage`` those
+filters were two thirds of the time per field. OpenCV's separable and morphological filters
+(SIMD, and O(1) box filters) compute the same quantities 10-30 times faster. Each function here
+takes the same arguments as its ``scipy.ndimage`` namesake (2-D images; ``mode`` of
+``"reflect"``, ``"nearest"`` or ``"mirror"``; ``truncate``)
+and returns float32 (float64 for float64 input). Morphological results equal scipy's exactly;
+linear filters agree to float32 rounding (scipy sums in float64, OpenCV in the input's type:
+relative differences around 1e-6). ``tests/test_filters.py`` checks both against scipy.
+
+OpenCV runs these filters on its own threads; ``cv2.setNumThreads`` (or pinning the process to
+fewer cores) limits them.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = ["gaussian_filter", "gaussian_laplace", "grey_opening", "maximum_filter", "uniform_filter"]
+
+_BORDERS = {
+    "reflect": cv2.BORDER_REFLECT,  # d c b a | a b c d | d c b a  (scipy "reflect")
+    "mirror": cv2.BORDER_REFLECT_101,  # d c b | a b c d | c b a  (scipy "mirror")
+    "nearest": cv2.BORDER_REPLICATE,
+}
+
+
+def _prepare(image: np.ndarray, mode: str) -> tuple[np.ndarray, int]:
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D (Y, X), got {image.ndim} dimensions; filter each plane")
+    if mode not in _BORDERS:
+        raise ValueError(f"mode must be one of {sorted(_BORDERS)}, got {mode!r}")
+    dtype = np.float64 if image.dtype == np.float64 else np.float32
+    return np.ascontiguousarray(image, dtype=dtype), _BORDERS[mode]
+
+
+def _kernel(sigma: float, order: int, truncate: float, dtype) -> np.ndarray:
+    """Sampled Gaussian (order 0) or its second derivative (order 2), radius int(truncate*sigma+0.5).
+
+    The second derivative of exp(-x^2 / 2 s^2) is (x^2 / s^4 - 1 / s^2) times it; both use the
+    Gaussian normalised to sum 1 on the samples, as ``scipy.ndimage`` does.
+    """
+    radius = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    phi = np.exp(-0.5 * x**2 / sigma**2)
+    phi /= phi.sum()
+    if order == 2:
+        phi = phi * (x**2 / sigma**4 - 1.0 / sigma**2)
+    return phi.astype(dtype)
+
+
+def _check_sigma(sigma: float) -> float:
+    sigma = float(sigma)
+    if not np.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"sigma must be a finite number >= 0 (pixels), got {sigma!r}")
+    return sigma
+
+
+def gaussian_filter(image: np.ndarray, sigma: float, *, mode: str = "reflect", truncate: float = 4.0) -> np.ndarray:
+    """Gaussian smoothing with the same sigma on both axes (``scipy.ndimage.gaussian_filter``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((9, 9), np.float32); img[4, 4] = 1
+    >>> round(float(gaussian_filter(img, 1.0).sum()), 4)
+    1.0
+    """
+    img, border = _prepare(image, mode)
+    sigma = _check_sigma(sigma)
+    if sigma == 0:
+        return img.copy()
+    k = _kernel(sigma, 0, truncate, img.dtype)
+    return cv2.sepFilter2D(img, -1, k, k, borderType=border)
+
+
+def gaussian_laplace(image: np.ndarray, sigma: float, *, mode: str = "reflect", truncate: float = 4.0) -> np.ndarray:
+    """Laplacian of Gaussian (``scipy.ndimage.gaussian_laplace``): d2/dy2 + d2/dx2 of the smoothed image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((15, 15), np.float32); img[7, 7] = 1
+    >>> bool(gaussian_laplace(img, 1.5)[7, 7] < 0)
+    True
+    """
+    img, border = _prepare(image, mode)
+    sigma = _check_sigma(sigma)
+    if sigma == 0:
+        raise ValueError("sigma must be > 0 for a Laplacian of Gaussian")
+    g = _kernel(sigma, 0, truncate, img.dtype)
+    d2 = _kernel(sigma, 2, truncate, img.dtype)
+    out = cv2.sepFilter2D(img, -1, d2, g, borderType=border)  # d2/dx2 (kernelX is along x)
+    out += cv2.sepFilter2D(img, -1, g, d2, borderType=border)  # d2/dy2
+    return out
+
+
+def _footprint(size, footprint) -> np.ndarray:
+    if footprint is not None:
+        foot = np.asarray(footprint, bool)
+        if foot.ndim != 2 or foot.shape[0] % 2 == 0 or foot.shape[1] % 2 == 0 or not foot.any():
+            raise ValueError(f"footprint must be a 2-D boolean array of odd sides with a True, got {foot.shape}")
+        return foot.astype(np.uint8)
+    sy, sx = (size, size) if np.isscalar(size) else tuple(size)
+    sy, sx = int(sy), int(sx)
+    if sy < 1 or sx < 1 or sy % 2 == 0 or sx % 2 == 0:
+        raise ValueError(f"size must be odd and >= 1 on both axes (centred window), got {size!r}")
+    return np.ones((sy, sx), np.uint8)
+
+
+def maximum_filter(
+    image: np.ndarray, *, size: int | tuple[int, int] | None = None, footprint=None, mode: str = "reflect"
+) -> np.ndarray:
+    """Maximum over a centred window (odd ``size``) or ``footprint`` (``scipy.ndimage.maximum_filter``)."""
+    img, border = _prepare(image, mode)
+    return cv2.dilate(img, _footprint(size, footprint), borderType=border)
+
+
+def grey_opening(
+    image: np.ndarray, *, size: int | tuple[int, int] | None = None, footprint=None, mode: str = "reflect"
+) -> np.ndarray:
+    """Flat grey opening (erosion then dilation) over an odd ``size`` or ``footprint``.
+
+    ``scipy.ndimage.grey_opening`` with the same window; the footprint is used as given for
+    both steps (symmetric footprints, such as squares and discs, are what an opening needs).
+    """
+    img, border = _prepare(image, mode)
+    foot = _footprint(size, footprint)
+    return cv2.dilate(cv2.erode(img, foot, borderType=border), foot, borderType=border)
+
+
+def uniform_filter(image: np.ndarray, size: int, *, mode: str = "reflect") -> np.ndarray:
+    """Mean over a ``size`` x ``size`` window (``scipy.ndimage.uniform_filter``, same origin for even sizes)."""
+    img, border = _prepare(image, mode)
+    size = int(size)
+    if size < 1:
+        raise ValueError(f"size must be >= 1 pixel, got {size}")
+    return cv2.blur(img, (size, size), borderType=border)

@@ -1,0 +1,93 @@
+"""her2fish.filters against scipy.ndimage: the same results, on seeded random images."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from her2fish import filters
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(3)
+    img = rng.normal(100, 10, (97, 130)).astype(np.float32)
+    img[40:44, 50:53] += 400  # a bright blob, so that edges and maxima matter
+    return img
+
+
+@pytest.mark.parametrize("mode", ["reflect", "nearest", "mirror"])
+@pytest.mark.parametrize("sigma", [0.7, 1.41, 6.25])
+def test_gaussian_filter_matches_scipy(image, mode, sigma):
+    ours = filters.gaussian_filter(image, sigma, mode=mode)
+    assert ours.dtype == np.float32 and ours.shape == image.shape
+    np.testing.assert_allclose(ours, ndi.gaussian_filter(image, sigma, mode=mode), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 1.41, 3.0])
+def test_gaussian_laplace_matches_scipy(image, sigma):
+    ours = filters.gaussian_laplace(image, sigma)
+    np.testing.assert_allclose(ours, ndi.gaussian_laplace(image, sigma), rtol=1e-4, atol=1e-3)
+
+
+def test_float64_stays_float64(image):
+    img = image.astype(np.float64)
+    ours = filters.gaussian_filter(img, 2.0)
+    assert ours.dtype == np.float64
+    np.testing.assert_allclose(ours, ndi.gaussian_filter(img, 2.0), rtol=1e-10)
+
+
+@pytest.mark.parametrize("size", [3, 9, 25, (5, 11)])
+def test_morphology_equals_scipy_exactly(image, size):
+    shape = (size, size) if np.isscalar(size) else size
+    np.testing.assert_array_equal(filters.grey_opening(image, size=size), ndi.grey_opening(image, size=shape))
+    np.testing.assert_array_equal(filters.maximum_filter(image, size=size), ndi.maximum_filter(image, size=shape))
+
+
+def test_footprint_morphology_equals_scipy_exactly(image):
+    yy, xx = np.mgrid[-3:4, -3:4]
+    disk = yy**2 + xx**2 <= 9
+    np.testing.assert_array_equal(
+        filters.maximum_filter(image, footprint=disk), ndi.maximum_filter(image, footprint=disk)
+    )
+    np.testing.assert_array_equal(
+        filters.grey_opening(image, footprint=disk, mode="nearest"),
+        ndi.grey_opening(image, footprint=disk, mode="nearest"),
+    )
+
+
+@pytest.mark.parametrize("size", [4, 25, 100])
+def test_uniform_filter_matches_scipy(image, size):
+    ours = filters.uniform_filter(image, size, mode="nearest")
+    np.testing.assert_allclose(ours, ndi.uniform_filter(image, size, mode="nearest"), rtol=1e-5, atol=1e-3)
+
+
+def test_integer_input_is_filtered_as_float32():
+    img = np.arange(64, dtype=np.uint16).reshape(8, 8)
+    out = filters.gaussian_filter(img, 1.0)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, ndi.gaussian_filter(img.astype(np.float32), 1.0), rtol=1e-5)
+
+
+def test_translation_invariant_away_from_borders(image):
+    # A crop filtered alone equals the same crop of the filtered image away from its borders:
+    # the property that tiled slides rely on (same numbers inside each tile's core).
+    full = filters.gaussian_laplace(image, 1.41)
+    crop = filters.gaussian_laplace(image[10:80, 17:121], 1.41)
+    np.testing.assert_array_equal(crop[8:-8, 8:-8], full[18:72, 25:113])
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: filters.gaussian_filter(np.zeros((2, 3, 4)), 1.0), "2-D"),
+        (lambda: filters.gaussian_filter(np.zeros((8, 8)), -1.0), "sigma"),
+        (lambda: filters.gaussian_laplace(np.zeros((8, 8)), 0.0), "sigma"),
+        (lambda: filters.gaussian_filter(np.zeros((8, 8)), 1.0, mode="wrap"), "mode"),
+        (lambda: filters.maximum_filter(np.zeros((8, 8)), size=4), "odd"),
+        (lambda: filters.grey_opening(np.zeros((8, 8)), footprint=np.ones((2, 3))), "footprint"),
+        (lambda: filters.uniform_filter(np.zeros((8, 8)), 0), "size"),
+    ],
+)
+def test_bad_arguments_say_what_is_wrong(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
