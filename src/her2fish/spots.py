@@ -152,6 +152,26 @@ def _robust_sd(values: np.ndarray) -> tuple[float, float]:
     return med, _MAD_TO_SD * mad
 
 
+#: Images of at least this many pixels have their image-wide median and robust SD measured on
+#: every TILE_STEP-th pixel in each direction (hundreds of thousands of pixels still).
+SUBSAMPLE_MIN_PX = 512 * 512
+
+
+def _region_stats(values: np.ndarray, region: np.ndarray) -> tuple[float, float]:
+    """Median and robust SD (1.4826 x MAD) of ``values`` inside ``region``.
+
+    On large images (``SUBSAMPLE_MIN_PX``) every ``TILE_STEP``-th pixel in each direction is
+    used, when that leaves at least a thousand region pixels: the statistical error of a
+    median over so many pixels is a fraction of a per cent of the SD, and it saves two full
+    sorts of the image per call.
+    """
+    if values.size >= SUBSAMPLE_MIN_PX:
+        sub = values[::TILE_STEP, ::TILE_STEP][region[::TILE_STEP, ::TILE_STEP]]
+        if sub.size >= 1000:
+            return _robust_sd(sub)
+    return _robust_sd(values[region])
+
+
 #: Keys of ``detect_spots(levels=...)``: per-image quantities a caller may fix.
 LEVEL_KEYS = ("object_median", "object_sd", "reference_cv", "single_area_px")
 
@@ -292,8 +312,8 @@ class _Labels:
 
 def _apertures(
     objects: np.ndarray, stats: _Labels, fg_s: np.ndarray, n_max: np.ndarray, radius_px: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Photometry apertures and background rings (labels 1..n as ``objects``).
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Photometry apertures and background rings, as (flat pixel indices, labels 1..n) pairs.
 
     Every object is grown by ``APERTURE_GROW`` signal radii, except compact single-looking
     objects (one maximum, no larger than a single's disc, foreground mass at most
@@ -301,7 +321,9 @@ def _apertures(
     their centroid: a grown outline follows the noise around a dim signal (positive noise widens
     it) and reads singles 2-5 % high against clusters, which a fixed disc does not. The ring is
     the next ``RING_WIDTH`` radii around each aperture, without any object's pixels. Each pixel
-    belongs to its nearest object (one Euclidean distance transform for both).
+    belongs to its nearest object (one Euclidean distance transform for both). Only the pixels
+    within reach of an object are listed (a few per cent of a field), so that photometry does
+    not pass over the whole image again.
     """
     n = int(n_max.size)
     grow = max(APERTURE_GROW * radius_px, 1.0)
@@ -313,32 +335,37 @@ def _apertures(
         compact &= mass <= DISC_MAX_RATIO * robust_mode(mass[compact])
     reach = np.zeros(n + 1)
     reach[1:] = np.where(compact, DISC_RADII * radius_px, grow)
-    seeds = np.where(compact[objects - 1] & (objects > 0), 0, objects).astype(np.int32)
+    seeds = objects.astype(np.int32)
+    seeds.ravel()[stats.idx[compact[stats.lab - 1]]] = 0  # compact objects: their centroid only
     if compact.any():
         cy, cx = stats.centroid(weight)
         sel = np.flatnonzero(compact)
         seeds[np.rint(cy[sel]).astype(int), np.rint(cx[sel]).astype(int)] = sel + 1
     ring_px = max(RING_WIDTH * radius_px, 1.0)
     nearest, dist = nearest_labels(seeds, float(reach.max()) + ring_px)
-    limit = reach[nearest]
-    aperture = np.where(dist <= limit, nearest, 0).astype(np.int32)
-    ring = np.where((dist > limit) & (dist <= limit + ring_px), nearest, 0)
-    ring[objects > 0] = 0
-    return aperture, ring.astype(np.int32)
+    idx = np.flatnonzero(nearest)  # labelled or within reach of a label
+    lab = nearest.ravel()[idx]
+    d = dist.ravel()[idx]
+    limit = reach[lab]
+    inside = d <= limit
+    ring = ~inside & (d <= limit + ring_px) & (objects.ravel()[idx] == 0)
+    return (idx[inside], lab[inside]), (idx[ring], lab[ring])
 
 
-def _aperture_intensity(flat: np.ndarray, aperture: np.ndarray, ring: np.ndarray, n: int) -> np.ndarray:
+def _aperture_intensity(
+    flat: np.ndarray, aperture: tuple[np.ndarray, np.ndarray], ring: tuple[np.ndarray, np.ndarray], n: int
+) -> np.ndarray:
     """Sum of ``flat`` over each aperture minus its area times the clipped mean of its ring.
 
-    Labels are 1..n. The ring mean is sigma-clipped (``RING_CLIP``, two passes) against
+    ``aperture`` and ``ring`` are (flat pixel indices, labels 1..n) as :func:`_apertures`
+    returns them. The ring mean is sigma-clipped (``RING_CLIP``, two passes) against
     neighbouring signals; an object without ring pixels gets no correction.
     """
-    inside = np.flatnonzero(aperture)
-    lab = aperture.ravel()[inside]
-    total = np.bincount(lab, weights=flat.ravel()[inside].astype(float), minlength=n + 1)[1:]
+    inside, lab = aperture
+    values_flat = flat.ravel()
+    total = np.bincount(lab, weights=values_flat[inside].astype(float), minlength=n + 1)[1:]
     area = np.bincount(lab, minlength=n + 1)[1:].astype(float)
-    sel = ring > 0
-    pos, values = ring[sel] - 1, flat[sel].astype(float)
+    pos, values = ring[1] - 1, values_flat[ring[0]].astype(float)
     keep = np.ones(values.size, bool)
     mean = np.zeros(n)
     for _ in range(3):
@@ -353,11 +380,12 @@ def _aperture_intensity(flat: np.ndarray, aperture: np.ndarray, ring: np.ndarray
 
 
 def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
-    """Accepted LoG maxima (steps 1-3), the flattened image and the threshold attrs."""
+    """Accepted LoG maxima (steps 1-3), the flattened image, the threshold attrs and the LoG's
+    :class:`_TileStats` (None when the second level did not need them)."""
     radius_px = 0.5 * spot_diameter_um / pixel_size_um
     sigma = max(radius_px / np.sqrt(2.0), 0.5)
     log = -filters.gaussian_laplace(img, sigma) * np.float32(sigma**2)
-    med, sd = _robust_sd(log[region])
+    med, sd = _region_stats(log, region)
     if threshold is None:
         thr = med + THRESHOLD_K * max(sd, 1e-6)
         method = f"auto: median + {THRESHOLD_K:g} x robust SD of LoG response"
@@ -380,6 +408,7 @@ def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
     flat = _flatten(img, sigma, bg_size)
     peaks = is_max & (log > thr)
     second = np.zeros(peaks.shape, bool)
+    tiles = None
     if threshold is None and LOW_K < THRESHOLD_K:
         # Two-level auto threshold: a weaker maximum (LOW_K SDs of the LoG) is kept when, against
         # the noise around it, both the LoG and the matched filter (the flattened image smoothed
@@ -390,7 +419,8 @@ def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
         # Seeds: first-level maxima that also stand out against their own tile's noise (on a
         # bright uneven background the global level passes texture that would lower the mode).
         py, px = np.nonzero(peaks)
-        t_med, t_sd = _tile_stats(log, region, max(int(round(TILE_UM / pixel_size_um)), 8), py, px)
+        tiles = _TileStats(log, region, max(int(round(TILE_UM / pixel_size_um)), 8))
+        t_med, t_sd = tiles(py, px)
         local = log[py, px] - t_med >= THRESHOLD_K * t_sd
         seed_z = (log[py[local], px[local]] - med) / max(sd, 1e-6)
         floor = max(LOW_K, RELATIVE_LOW * robust_mode(seed_z)) if seed_z.size >= MIN_SEEDS else np.inf
@@ -405,42 +435,50 @@ def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
                 f"; or {LOW_K:g} SDs with the LoG and the matched filter {LOW_K:g} and {MATCHED_K:g} "
                 "local robust SDs above their local medians"
             )
-    return peaks, second, log, flat, attrs
+    return peaks, second, log, flat, attrs, tiles
 
 
-def _tile_stats(
-    values: np.ndarray, region: np.ndarray, tile: int, ys: np.ndarray, xs: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Local median and robust SD of ``values`` inside ``region`` at the points (ys, xs).
+class _TileStats:
+    """Local median and robust SD of ``values`` inside ``region``, per tile, at any points.
 
-    Both are measured per tile of ``tile`` pixels (on every other pixel of it, which is plenty
-    for a median) and interpolated bilinearly between tile centres; tiles with less than a
-    quarter of region fall back to the region's values. Array operations only.
+    Both are measured per tile of ``tile`` pixels (on every ``TILE_STEP``-th pixel of it, which
+    is plenty for a median) once, and interpolated bilinearly between tile centres at the points
+    each call asks for; tiles with less than a quarter of region fall back to the region's
+    values. Array operations only.
     """
-    gmed, gsd = _robust_sd(values[region]) if region.any() else (0.0, 0.0)
-    H, W = values.shape
-    ny, nx = max(1, round(H / tile)), max(1, round(W / tile))
-    ys, xs = np.asarray(ys, float), np.asarray(xs, float)
-    if ny * nx == 1:
-        return np.full(ys.shape, gmed, np.float32), np.full(ys.shape, max(gsd, 1e-6), np.float32)
-    ty, tx = -(-H // ny), -(-W // nx)
-    pad = np.full((ny * ty, nx * tx), np.nan, np.float32)
-    pad[:H, :W] = np.where(region, values, np.nan)
-    blocks = pad.reshape(ny, ty, nx, tx)[:, ::TILE_STEP, :, ::TILE_STEP].transpose(0, 2, 1, 3).reshape(ny * nx, -1)
-    count = np.isfinite(blocks).sum(axis=1)
-    enough = count >= 0.25 * blocks.shape[1]
-    med = np.full(ny * nx, gmed, np.float32)
-    sd = np.full(ny * nx, gsd, np.float32)
-    if enough.any():
-        med[enough] = _row_median(blocks[enough], count[enough])
-        dev = np.abs(blocks[enough] - med[enough][:, None])
-        sd[enough] = _MAD_TO_SD * _row_median(dev, count[enough])
-    sd = np.maximum(sd, max(0.05 * gsd, 1e-6))
-    coords = np.stack([(ys + 0.5) / ty - 0.5, (xs + 0.5) / tx - 0.5])
-    return (
-        ndi.map_coordinates(med.reshape(ny, nx), coords, order=1, mode="nearest").astype(np.float32),
-        ndi.map_coordinates(sd.reshape(ny, nx), coords, order=1, mode="nearest").astype(np.float32),
-    )
+
+    def __init__(self, values: np.ndarray, region: np.ndarray, tile: int):
+        gmed, gsd = _region_stats(values, region) if region.any() else (0.0, 0.0)
+        self.gmed, self.gsd = gmed, gsd
+        H, W = values.shape
+        ny, nx = max(1, round(H / tile)), max(1, round(W / tile))
+        self.ny, self.nx = ny, nx
+        if ny * nx == 1:
+            return
+        self.ty, self.tx = ty, tx = -(-H // ny), -(-W // nx)
+        pad = np.full((ny * ty, nx * tx), np.nan, np.float32)
+        pad[:H, :W] = np.where(region, values, np.nan)
+        blocks = pad.reshape(ny, ty, nx, tx)[:, ::TILE_STEP, :, ::TILE_STEP].transpose(0, 2, 1, 3).reshape(ny * nx, -1)
+        count = np.isfinite(blocks).sum(axis=1)
+        enough = count >= 0.25 * blocks.shape[1]
+        med = np.full(ny * nx, gmed, np.float32)
+        sd = np.full(ny * nx, gsd, np.float32)
+        if enough.any():
+            med[enough] = _row_median(blocks[enough], count[enough])
+            dev = np.abs(blocks[enough] - med[enough][:, None])
+            sd[enough] = _MAD_TO_SD * _row_median(dev, count[enough])
+        self.med = med.reshape(ny, nx)
+        self.sd = np.maximum(sd, max(0.05 * gsd, 1e-6)).reshape(ny, nx)
+
+    def __call__(self, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ys, xs = np.asarray(ys, float), np.asarray(xs, float)
+        if self.ny * self.nx == 1:
+            return np.full(ys.shape, self.gmed, np.float32), np.full(ys.shape, max(self.gsd, 1e-6), np.float32)
+        coords = np.stack([(ys + 0.5) / self.ty - 0.5, (xs + 0.5) / self.tx - 0.5])
+        return (
+            ndi.map_coordinates(self.med, coords, order=1, mode="nearest").astype(np.float32),
+            ndi.map_coordinates(self.sd, coords, order=1, mode="nearest").astype(np.float32),
+        )
 
 
 def _row_median(rows: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -468,7 +506,7 @@ def _fine_maxima(img: np.ndarray, region: np.ndarray, within: np.ndarray, *, dia
     sigma = max(FINE_SIGMA_FRACTION * diameter_px, 0.5)
     log = -filters.gaussian_laplace(img, sigma) * np.float32(sigma**2)
     y, x = np.nonzero((log == filters.maximum_filter(log, footprint=_disk(max(diameter_px / 2, 1.0)))) & within)
-    med, sd = _tile_stats(log, region, tile, y, x)
+    med, sd = _TileStats(log, region, tile)(y, x)
     amp = log[y, x] - med
     zscore = amp / sd
     ok = zscore >= FINE_K
@@ -491,7 +529,7 @@ def _resolve(img, *, pixel_size_um, spot_diameter_um, threshold, region, resolve
     """
     radius_px = 0.5 * spot_diameter_um / pixel_size_um
     sigma = max(radius_px / np.sqrt(2.0), 0.5)
-    peaks, second, found_log, flat, attrs = _peaks(
+    peaks, second, found_log, flat, attrs, tiles = _peaks(
         img, pixel_size_um=pixel_size_um, spot_diameter_um=spot_diameter_um, threshold=threshold, region=region
     )
     bg_size = max(int(round(BACKGROUND_UM / pixel_size_um)) | 1, 3)
@@ -505,7 +543,7 @@ def _resolve(img, *, pixel_size_um, spot_diameter_um, threshold, region, resolve
     background = filters.gaussian_filter(filters.grey_opening(img, size=bg_size), bg_size / 4)
     fg = img - background
     fg_s = filters.gaussian_filter(fg, sigma)
-    fg_med, fg_sd = _robust_sd(fg_s[region])
+    fg_med, fg_sd = _region_stats(fg_s, region)
     levels = levels or {}
     fg_med = float(levels.get("object_median", fg_med))
     fg_sd = float(levels.get("object_sd", fg_sd))
@@ -532,7 +570,7 @@ def _resolve(img, *, pixel_size_um, spot_diameter_um, threshold, region, resolve
         d, _ = cKDTree(np.column_stack([fy, fx])).query(np.column_stack([peak_y, peak_x]))
         lone = d > max(diameter_px, 1.0)
     log = found_log
-    c_med, c_sd = _tile_stats(log, region, tile, peak_y, peak_x)
+    c_med, c_sd = (tiles or _TileStats(log, region, tile))(peak_y, peak_x)
     amp_c = log[peak_y, peak_x] - c_med
     local_ok = amp_c >= LONE_TILE_K * c_sd
     if threshold is None:
@@ -602,7 +640,7 @@ def find_maxima(
         resolved=resolved,
     )
     log = found["log"]
-    med, sd = _robust_sd(log[region])
+    med, sd = _region_stats(log, region)
     y, x = (found["y"], found["x"]) if resolved else (found["peak_y"], found["peak_x"])
     response = log[y, x].astype(float)
     table = pd.DataFrame(
