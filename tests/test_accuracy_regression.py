@@ -78,6 +78,31 @@ def test_debris_flags_need_both_channels():
     assert not h.any()  # bright and broad in one channel only: a cluster, not debris
 
 
+def test_debris_mask_reaches_into_the_flank_of_a_broad_blob():
+    # A blob of sigma 10 px, 4x a single's peak, in both channels: the band-pass response ends at
+    # 1.4 sigma; the grown mask reaches 1.7 sigma (where the blob is still an entire single's
+    # peak, enough to hide a signal), and not 3 sigma.
+    import pandas as pd
+
+    from her2fish import clusters
+
+    yy, xx = np.mgrid[:240, :240]
+    blob = 320 * np.exp(-((yy - 120) ** 2 + (xx - 120) ** 2) / (2 * 10.0**2))
+    img = 100 + blob + np.random.default_rng(2).normal(0, 4, yy.shape)
+    table = pd.DataFrame({"copies": [1], "peak": [80.0]})
+    grown = clusters.debris_mask(img, img, table, table, pixel_size_um=0.1)
+    assert grown[120, 120 + 16] and not grown[120, 120 + 30]
+    core = clusters._grow_regions(grown, 0.0)
+    assert core.sum() == grown.sum()  # factor 0: unchanged
+    bare = clusters.DEBRIS_GROW
+    try:
+        clusters.DEBRIS_GROW = 0.0
+        plain = clusters.debris_mask(img, img, table, table, pixel_size_um=0.1)
+    finally:
+        clusters.DEBRIS_GROW = bare
+    assert plain.sum() < grown.sum() and not plain[120, 120 + 16] and (grown | plain).sum() == grown.sum()
+
+
 def test_single_reference_is_the_mean_of_the_single_population():
     rng = np.random.default_rng(1)
     singles = rng.lognormal(np.log(1000), 0.15, 400)

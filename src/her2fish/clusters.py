@@ -39,7 +39,7 @@ from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
 from . import filters
-from .segmentation_split import expand_labels
+from .segmentation_split import expand_labels, nearest_labels
 
 __all__ = [
     "SADDLE_FRACTION",
@@ -334,6 +334,8 @@ def estimate_copies(
 
 #: Debris: broad response (in units of the channel's single-signal peak) needed in both channels.
 DEBRIS_MIN = 0.5
+#: Debris extent: each region above DEBRIS_MIN grown by this fraction of its equivalent radius.
+DEBRIS_GROW = 0.25
 
 
 def wide_gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -367,7 +369,10 @@ def debris_mask(
     Gaussians, sigma one and four signal diameters) and divided by the channel's typical
     single-signal peak (median ``peak`` of its one-copy signals). A single signal reaches about
     0.1 there and a large cluster about 1, but only in its own channel; debris is broad and bright
-    in both. Debris is where both channels reach ``DEBRIS_MIN``.
+    in both. Debris is where both channels reach ``DEBRIS_MIN``, each such region grown by
+    ``DEBRIS_GROW`` times its equivalent radius: the band-pass response of a broad blob falls
+    below the cut well inside its flank (at about 1.5-2 blob sigmas), where the blob still
+    outshines the signals beneath it.
     """
     d = spot_diameter_um / pixel_size_um
     broad = []
@@ -377,7 +382,18 @@ def debris_mask(
         ones = table[table["copies"] == 1]["peak"] if len(table) else []
         peak = float(np.median(ones)) if len(ones) else float("nan")
         broad.append(band / peak if np.isfinite(peak) and peak > 0 else np.zeros_like(band))
-    return (broad[0] >= DEBRIS_MIN) & (broad[1] >= DEBRIS_MIN)
+    return _grow_regions((broad[0] >= DEBRIS_MIN) & (broad[1] >= DEBRIS_MIN), DEBRIS_GROW)
+
+
+def _grow_regions(mask: np.ndarray, factor: float) -> np.ndarray:
+    """``mask`` with each connected region grown by ``factor`` x its equivalent radius (px)."""
+    regions, n = ndi.label(mask)
+    if n == 0 or factor <= 0:
+        return mask
+    reach = np.zeros(n + 1)
+    reach[1:] = factor * np.sqrt(np.bincount(regions.ravel(), minlength=n + 1)[1:] / np.pi)
+    nearest, dist = nearest_labels(regions, float(reach.max()))
+    return dist <= reach[nearest]
 
 
 def debris_flags(
