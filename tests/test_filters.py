@@ -76,6 +76,19 @@ def test_translation_invariant_away_from_borders(image):
     np.testing.assert_array_equal(crop[8:-8, 8:-8], full[18:72, 25:113])
 
 
+def test_matched_filter_is_the_correlation_with_the_zero_mean_psf(image):
+    kernel = filters.matched_kernel(1.2)
+    assert kernel.sum() == pytest.approx(0.0, abs=1e-9) and (kernel**2).sum() == pytest.approx(1.0)
+    ours = filters.matched_filter(image, 1.2)
+    np.testing.assert_allclose(ours, ndi.correlate(image.astype(np.float64), kernel), rtol=1e-4, atol=1e-3)
+    # the response to a spot of that PSF is its amplitude times the kernel's overlap, whatever
+    # the flat background under it
+    yy, xx = np.mgrid[-15:16, -15:16]
+    spot = np.exp(-(yy**2 + xx**2) / (2 * 1.2**2))
+    low, high = filters.matched_filter(10 + 50 * spot, 1.2), filters.matched_filter(900 + 50 * spot, 1.2)
+    assert low[15, 15] == pytest.approx(high[15, 15], rel=1e-4) and low[15, 15] > 0
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -86,6 +99,7 @@ def test_translation_invariant_away_from_borders(image):
         (lambda: filters.maximum_filter(np.zeros((8, 8)), size=4), "odd"),
         (lambda: filters.grey_opening(np.zeros((8, 8)), footprint=np.ones((2, 3))), "footprint"),
         (lambda: filters.uniform_filter(np.zeros((8, 8)), 0), "size"),
+        (lambda: filters.matched_filter(np.zeros((8, 8)), 0.0), "psf_sigma"),
     ],
 )
 def test_bad_arguments_say_what_is_wrong(call, message):

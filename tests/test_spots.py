@@ -254,6 +254,26 @@ def test_dim_singles_found_by_the_second_threshold_level_without_false_positives
     assert len(detect_spots(noise, pixel_size_um=PX)) <= 1
 
 
+def test_matched_filter_level_finds_dim_singles_on_textured_background():
+    # Peaks of ~4 noise SDs on autofluorescence-like texture (blobs of 5 px, +-15 counts): the
+    # second level's matched filter (zero-mean PSF) is blind to the texture that a plain
+    # smoothing passes: 40 of 60 found with a Gaussian-smoothed matched filter, 47 with this.
+    from scipy import ndimage as ndi
+    from scipy.spatial import cKDTree
+
+    pts = np.array(_grid(60, (400, 400)), float)
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:400, :400]
+    texture = ndi.gaussian_filter(rng.standard_normal((400, 400)), 5.0)
+    img = 100.0 + 15 * np.clip(texture / texture.std(), -3, 3)
+    for y, x in pts:
+        img = img + 45 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * SIGMA**2))
+    img = rng.poisson(img) + rng.normal(0, 4, img.shape)
+    table = detect_spots(img, pixel_size_um=PX)
+    d, _ = cKDTree(pts).query(table[["y", "x"]].to_numpy())
+    assert (d <= 3).sum() >= 45 and (d > 3).sum() <= 2
+
+
 def test_fixed_levels_reproduce_the_measured_ones_and_change_the_objects(singles_and_clusters):
     from her2fish.spots import LEVEL_KEYS
 

@@ -9,9 +9,10 @@ Method
    ``k = THRESHOLD_K``. When the signals are dim (the typical maximum above that threshold is
    less than ``THRESHOLD_K / RELATIVE_LOW`` SDs), a second level keeps weaker maxima (from
    ``LOW_K`` SDs, and ``RELATIVE_LOW`` x the typical one) that also stand out against the noise
-   around them, in the LoG and in a matched filter (the flattened image of step 5 smoothed at
-   the PSF scale): dim single signals at low SNR rather than noise. With bright signals nothing
-   changes. A manual ``threshold`` (same units, reported back) overrides both levels.
+   around them, in the LoG (``LOCAL_LOW_K``) and in a matched filter (``MATCHED_K``: the image
+   correlated with the zero-mean PSF, whose response is the least-squares amplitude of a spot
+   on a locally flat background): dim single signals at low SNR rather than noise. With bright
+   signals nothing changes. A manual ``threshold`` (same units, reported back) overrides both levels.
 3. **Maxima.** Local maxima of the filtered image above the threshold, with a minimum distance of
    one signal diameter: two maxima closer than that are one signal (clinical-rules S1). These
    *accepted maxima* decide whether there is a signal and give ``n_maxima``.
@@ -96,9 +97,10 @@ SPOT_TABLE_COLUMNS = (
 #: Auto threshold: robust SDs of the LoG response above its median.
 THRESHOLD_K = 6.0
 #: Two-level auto threshold: maxima between LOW_K and THRESHOLD_K SDs of the LoG response are
-#: kept when the matched filter (Gaussian of sigma PSF_FRACTION x the signal diameter on the
-#: flattened image) is at least MATCHED_K of its robust SDs above its median.
-LOW_K, MATCHED_K, PSF_FRACTION = 4.0, 4.0, 0.3
+#: kept when the LoG stands LOCAL_LOW_K robust SDs above the median around it and the matched
+#: filter (correlation with a zero-mean Gaussian PSF of sigma PSF_FRACTION x the signal
+#: diameter) MATCHED_K robust SDs above the median of its tile.
+LOW_K, LOCAL_LOW_K, MATCHED_K, PSF_FRACTION = 4.0, 3.5, 4.0, 0.3
 #: ... and only above RELATIVE_LOW x the typical (robust mode) response of the maxima above
 #: THRESHOLD_K, of which there must be MIN_SEEDS: with bright signals the second level is off.
 RELATIVE_LOW, MIN_SEEDS = 0.55, 20
@@ -411,9 +413,11 @@ def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
     tiles = None
     if threshold is None and LOW_K < THRESHOLD_K:
         # Two-level auto threshold: a weaker maximum (LOW_K SDs of the LoG) is kept when, against
-        # the noise around it, both the LoG and the matched filter (the flattened image smoothed
-        # at the PSF scale) stand LOW_K and MATCHED_K robust SDs above their local medians:
-        # dim single signals at low SNR, not noise where the noise is higher than average.
+        # the noise around it, both the LoG and the matched filter (correlation with the
+        # zero-mean PSF: the optimal detector of a known spot on a locally flat background) stand
+        # LOCAL_LOW_K and MATCHED_K robust SDs above their local medians (the LoG in a window of
+        # the opening's width, the matched filter per tile): dim single signals at low SNR, not
+        # noise where the noise is higher than average.
         # Only for dim signals: the floor is RELATIVE_LOW x the typical seed response, so that
         # with bright signals (a wide gap above the noise) nothing changes.
         # Seeds: first-level maxima that also stand out against their own tile's noise (on a
@@ -426,13 +430,15 @@ def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
         floor = max(LOW_K, RELATIVE_LOW * robust_mode(seed_z)) if seed_z.size >= MIN_SEEDS else np.inf
         wy, wx = np.nonzero(is_max & ~peaks & (log > med + floor * max(sd, 1e-6)))
         if wy.size:
-            matched = filters.gaussian_filter(flat, max(PSF_FRACTION * spot_diameter_um / pixel_size_um, 0.5))
-            ok = _local_z(log, wy, wx, bg_size) >= LOW_K
-            ok &= _local_z(matched, wy, wx, bg_size) >= MATCHED_K
+            ok = _local_z(log, wy, wx, bg_size) >= LOCAL_LOW_K
+            psf_sigma = max(PSF_FRACTION * spot_diameter_um / pixel_size_um, 0.5)
+            matched = filters.maximum_filter(filters.matched_filter(img, psf_sigma), size=3)
+            m_med, m_sd = _TileStats(matched, region, max(int(round(TILE_UM / pixel_size_um)), 8))(wy, wx)
+            ok &= matched[wy, wx] - m_med >= MATCHED_K * m_sd
             peaks[wy[ok], wx[ok]] = True
             second[wy[ok], wx[ok]] = True
             attrs["threshold_method"] = method + (
-                f"; or {LOW_K:g} SDs with the LoG and the matched filter {LOW_K:g} and {MATCHED_K:g} "
+                f"; or {LOW_K:g} SDs with the LoG {LOCAL_LOW_K:g} and the matched filter {MATCHED_K:g} "
                 "local robust SDs above their local medians"
             )
     return peaks, second, log, flat, attrs, tiles
