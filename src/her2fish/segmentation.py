@@ -373,17 +373,20 @@ def _block_mean(image: np.ndarray, factor: int, *, integral: bool = False) -> np
 
 
 def _upscale(small: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Bilinear up-scaling of a block-averaged image to ``shape`` (linear beyond edge centres)."""
-    weights = []
-    for n_out, n_in in zip(shape, small.shape, strict=True):
+    """Bilinear up-scaling of a block-averaged image to ``shape`` (linear beyond edge centres).
+
+    One axis after the other: each output row (then column) is the weighted sum of the two
+    nearest block centres, extrapolated linearly beyond the outermost ones.
+    """
+    out = np.asarray(small, dtype=np.float32)
+    for axis, (n_out, n_in) in enumerate(zip(shape, small.shape, strict=True)):
         pos = (np.arange(n_out) + 0.5) / factor - 0.5
         lo = np.clip(np.floor(pos), 0, max(n_in - 2, 0)).astype(np.intp)
         frac = (pos - lo) if n_in > 1 else np.zeros(n_out)
-        w = np.zeros((n_out, n_in), dtype=np.float32)
-        np.add.at(w, (np.arange(n_out), lo), 1 - frac)
-        np.add.at(w, (np.arange(n_out), np.minimum(lo + 1, n_in - 1)), frac)
-        weights.append(w)
-    return weights[0] @ small.astype(np.float32) @ weights[1].T
+        hi = np.minimum(lo + 1, n_in - 1)
+        w = frac.astype(np.float32).reshape((-1, 1) if axis == 0 else (1, -1))
+        out = np.take(out, lo, axis=axis) * (1 - w) + np.take(out, hi, axis=axis) * w
+    return out
 
 
 def _background(image: np.ndarray, radius_px: float) -> np.ndarray:
