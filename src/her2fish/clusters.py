@@ -36,9 +36,9 @@ from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
-from skimage.segmentation import watershed
 
 from . import filters
+from .packing import masked_watershed
 from .segmentation_split import expand_labels, nearest_labels
 
 __all__ = [
@@ -197,7 +197,7 @@ def group_maxima(
     n = peak_y.size
     markers = np.zeros(smooth.shape, np.int32)
     markers[peak_y, peak_x] = np.arange(1, n + 1)
-    basins = watershed(-smooth, markers, mask=support | (markers > 0))
+    basins = masked_watershed(-smooth, markers, support | (markers > 0))
     a, b, saddle = _pair_saddles(basins, smooth)
     peak = smooth[peak_y, peak_x]
     shallow = saddle >= saddle_fraction * np.minimum(peak[a - 1], peak[b - 1]) if a.size else a

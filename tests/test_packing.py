@@ -1,0 +1,55 @@
+"""masked_watershed equals skimage's watershed of the whole image."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage.segmentation import watershed
+
+from her2fish.packing import masked_watershed
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_same_labels_as_the_watershed_of_the_whole_image(seed):
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(30, 250)), int(rng.integers(30, 250)))
+    relief = ndi.gaussian_filter(rng.normal(size=shape), 2).astype(np.float32)
+    if seed % 2:
+        relief = np.round(relief * 20) / 20  # plateaus: ties must break the same way
+    mask = ndi.gaussian_filter(rng.normal(size=shape), 3) > 0.15
+    markers = np.zeros(shape, np.int32)
+    n = int(rng.integers(1, 50))
+    markers[rng.integers(0, shape[0], n), rng.integers(0, shape[1], n)] = np.arange(1, n + 1)
+    if seed % 3 == 0:
+        mask |= markers > 0
+    got = masked_watershed(relief, markers, mask)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, watershed(relief, markers, mask=mask))
+
+
+def test_sparse_mask_is_packed_into_a_small_mosaic(monkeypatch):
+    from her2fish import packing
+
+    shapes = []
+    real = packing.watershed
+
+    def spy(relief, markers, mask):
+        shapes.append(relief.shape)
+        return real(relief, markers, mask=mask)
+
+    monkeypatch.setattr(packing, "watershed", spy)
+    rng = np.random.default_rng(3)
+    mask = np.zeros((600, 600), bool)
+    mask[::50, ::50] = True
+    mask = ndi.binary_dilation(mask, iterations=3)
+    markers = np.where(mask & (rng.random(mask.shape) < 0.05), 1, 0).astype(np.int32)
+    markers[markers > 0] = np.arange(1, int((markers > 0).sum()) + 1)
+    relief = rng.normal(size=mask.shape)
+    got = masked_watershed(relief, markers, mask)
+    assert shapes and shapes[0][0] * shapes[0][1] < 0.2 * mask.size
+    np.testing.assert_array_equal(got, real(relief, markers, mask=mask))
+
+
+def test_empty_mask_and_bad_shapes():
+    assert not masked_watershed(np.zeros((5, 5)), np.zeros((5, 5), int), np.zeros((5, 5), bool)).any()
+    with pytest.raises(ValueError, match="one shape"):
+        masked_watershed(np.zeros((5, 5)), np.zeros((5, 4), int), np.zeros((5, 5), bool))
