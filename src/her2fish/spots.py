@@ -423,7 +423,8 @@ def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
         # Seeds: first-level maxima that also stand out against their own tile's noise (on a
         # bright uneven background the global level passes texture that would lower the mode).
         py, px = np.nonzero(peaks)
-        tiles = _TileStats(log, region, max(int(round(TILE_UM / pixel_size_um)), 8))
+        tile = max(int(round(TILE_UM / pixel_size_um)), 8)
+        tiles = _TileStats(log, region, tile, stats=(med, sd))
         t_med, t_sd = tiles(py, px)
         local = log[py, px] - t_med >= THRESHOLD_K * t_sd
         seed_z = (log[py[local], px[local]] - med) / max(sd, 1e-6)
@@ -433,7 +434,7 @@ def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
             ok = _local_z(log, wy, wx, bg_size) >= LOCAL_LOW_K
             psf_sigma = max(PSF_FRACTION * spot_diameter_um / pixel_size_um, 0.5)
             matched = filters.maximum_filter(filters.matched_filter(img, psf_sigma), size=3)
-            m_med, m_sd = _TileStats(matched, region, max(int(round(TILE_UM / pixel_size_um)), 8))(wy, wx)
+            m_med, m_sd = _TileStats(matched, region, tile)(wy, wx)
             ok &= matched[wy, wx] - m_med >= MATCHED_K * m_sd
             peaks[wy[ok], wx[ok]] = True
             second[wy[ok], wx[ok]] = True
@@ -450,11 +451,17 @@ class _TileStats:
     Both are measured per tile of ``tile`` pixels (on every ``TILE_STEP``-th pixel of it, which
     is plenty for a median) once, and interpolated bilinearly between tile centres at the points
     each call asks for; tiles with less than a quarter of region fall back to the region's
-    values. Array operations only.
+    values. Array operations only. ``stats``: the region-wide median and robust SD, when the
+    caller has already measured them.
     """
 
-    def __init__(self, values: np.ndarray, region: np.ndarray, tile: int):
-        gmed, gsd = _region_stats(values, region) if region.any() else (0.0, 0.0)
+    def __init__(
+        self, values: np.ndarray, region: np.ndarray, tile: int, *, stats: tuple[float, float] | None = None
+    ):
+        if stats is not None:  # the caller's _region_stats(values, region)
+            gmed, gsd = stats
+        else:
+            gmed, gsd = _region_stats(values, region) if region.any() else (0.0, 0.0)
         self.gmed, self.gsd = gmed, gsd
         H, W = values.shape
         ny, nx = max(1, round(H / tile)), max(1, round(W / tile))
