@@ -27,14 +27,19 @@ def client():
 
 
 def test_dask_gives_the_same_tables_and_resumes(small, tmp_path, client, capsys):  # noqa: F811
+    import cv2
+
     names = sorted(p.name for p in small.glob("*.tif"))
     run_batch([small], out_dir=tmp_path / "ref")
+    threads = cv2.getNumThreads()
     # Two images through the Python API with a client, then --resume with the scheduler's
     # address: only the other two are scored, on the cluster, into the same files.
     result = run_batch([small / n for n in names[:2]], out_dir=tmp_path / "o", dask=client)
     assert result.n_failed == 0
     run = json.loads((tmp_path / "o" / "run.json").read_text())
     assert run["parameters"]["dask_scheduler"] == client.scheduler.address
+    # The in-process worker shares this process: its OpenCV threads are left alone.
+    assert cv2.getNumThreads() == threads
     assert main(["score", str(small), "--out", str(tmp_path / "o"), "--resume",
                  "--dask-scheduler", client.scheduler.address]) == 0
     captured = capsys.readouterr()

@@ -40,3 +40,20 @@ def test_a_worker_that_dies_fails_only_its_image(small, tmp_path):  # noqa: F811
     assert "worker process scoring this image died" in images.error[1]
     assert "a worker process died" in proc.stderr
     assert_whole(out, names)
+
+
+def _opencv_threads() -> int:
+    import cv2
+
+    return cv2.getNumThreads()
+
+
+def test_workers_run_opencv_on_one_thread():
+    # Two workers on two cores: OpenCV's own threads in every worker would compete for the cores.
+    from her2fish.batch_exec import _new_pool
+
+    pool = _new_pool(1)
+    try:
+        assert pool.submit(_opencv_threads).result(timeout=120) == 1
+    finally:
+        pool.shutdown(wait=True)

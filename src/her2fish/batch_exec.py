@@ -153,6 +153,28 @@ def _parent_gone(pid: int) -> bool:
     return False
 
 
+def _one_thread_per_worker() -> None:
+    """Limit OpenCV's filters to one thread in a worker process.
+
+    Parallel batches already use every core with one image per worker; OpenCV's own threads on
+    top of that (one per core in every worker) compete for the same cores and slow the batch.
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _score_job_in_worker(submitter_pid: int, *args: Any) -> dict[str, Any]:
+    """:func:`score_job` as a Dask task: one OpenCV thread in a worker process of its own.
+
+    A worker running inside the submitting process (a client made with ``processes=False``)
+    is left as it is: the setting is process-wide and the caller's own code shares it.
+    """
+    if os.getpid() != submitter_pid:
+        _one_thread_per_worker()
+    return score_job(*args)
+
+
 def _init_worker(parent_pid: int) -> None:
     """Worker set-up: leave Ctrl-C to the parent; exit if the parent dies.
 
@@ -160,6 +182,7 @@ def _init_worker(parent_pid: int) -> None:
     and keeps the forkserver alive; a watchdog thread ends it within half a second instead.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _one_thread_per_worker()
 
     def watch() -> None:
         while not _parent_gone(parent_pid):
@@ -301,7 +324,7 @@ def _run_dask(jobs: Sequence[ImageJob], args: tuple, client: Any) -> Iterator[di
     futures: dict[Any, ImageJob] = {}
     try:
         for job in jobs:
-            futures[client.submit(score_job, job, *args, pure=False)] = job
+            futures[client.submit(_score_job_in_worker, os.getpid(), job, *args, pure=False)] = job
         if jobs:
             log.info("submitted %d image(s) to the Dask scheduler %s", len(jobs), client.scheduler.address)
         for future in as_completed(list(futures)):
