@@ -2,7 +2,7 @@
 
 ``her2fish.spots.detect_spots`` is what the pipeline uses. Its resolved maxima (step 4 there)
 are this module's maxima (the fine LoG with the local tile threshold, shared code in
-:func:`her2fish.spots._fine_maxima`), joined by the signal-scale maxima of its two-level auto
+:func:`her2fish.spots_maxima._fine_maxima`), joined by the signal-scale maxima of its two-level auto
 threshold, which also find dim singles at low SNR that the fine filter alone misses. This
 module keeps the local-only detector, with the object photometry of :mod:`her2fish.clusters`,
 as the alternative measured side by side in ``benchmarks/accuracy.py``: it reads clusters low
@@ -45,18 +45,12 @@ from .clusters import (
     photometry,
     single_signal_reference,
 )
-from .spots import FINE_K as THRESHOLD_K
-from .spots import FINE_RELATIVE as RELATIVE_MIN
-from .spots import FINE_SIGMA_FRACTION as LOG_SIGMA_FRACTION
-from .spots import (
-    SPOT_TABLE_COLUMNS,
-    TILE_UM,
-    _disk,
-    _empty_table,
-    _fine_maxima,
-    _robust_sd,
-    _validate,
-)
+from .spots import SPOT_TABLE_COLUMNS, _empty_table, _validate
+from .spots_maxima import FINE_K as THRESHOLD_K
+from .spots_maxima import FINE_RELATIVE as RELATIVE_MIN
+from .spots_maxima import FINE_SIGMA_FRACTION as LOG_SIGMA_FRACTION
+from .spots_maxima import TILE_UM, _disk, _fine_maxima
+from .spots_stats import _robust_sd
 
 __all__ = [
     "SPOT_TABLE_COLUMNS",
