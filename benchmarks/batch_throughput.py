@@ -14,6 +14,10 @@ copies a generated 2048 x 2048 amplified field (about 200 nuclei, the size of a 
 instead of the 768 x 768 sample, on which worker start-up and the main process' per-image
 writing weigh more.
 
+This process runs the one-worker case itself, so it first applies the malloc settings that the
+``her2fish`` command applies to its own process and batch workers to theirs
+(:func:`her2fish.allocator.keep_freed_memory`): every row is timed as the command runs.
+
 The issue's target is a speed-up of at least 1.8 with 2 workers on a 2-core machine. Other
 load on the machine lowers it: the load average is printed so the numbers can be judged.
 """
@@ -28,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from her2fish.allocator import keep_freed_memory
 from her2fish.batch import run_batch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="worker counts to time (default: 1 2)")
     parser.add_argument("--dask", action="store_true", help="also time --dask local")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as the her2fish command does (see the docstring)
     if args.copies < 1 or min(args.workers) < 1:
         parser.error("--copies and --workers must be >= 1")
 

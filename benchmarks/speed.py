@@ -11,7 +11,10 @@ OME-TIFF to a temporary folder and every measurement reads them from there.
 
 Every measurement runs in a fresh Python process (so peak memory figures are comparable),
 pinned to one CPU (``os.sched_setaffinity``) with OMP/OpenBLAS/MKL/numexpr threads set to 1
-(``--all-cores``: no pinning, library defaults). In that process the measured call runs once
+(``--all-cores``: no pinning, library defaults), with the malloc settings that the ``her2fish``
+command and its batch workers use (:func:`her2fish.allocator.keep_freed_memory`: freed
+image-sized blocks are reused instead of faulted in again; the peer's process gets them too, so
+that the ratio compares the algorithms). In that process the measured call runs once
 to warm up, then ``--repeat`` times (median and minimum reported), then once more under
 ``tracemalloc``:
 
@@ -43,6 +46,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from her2fish.allocator import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parent
 SCENARIOS = ("non_amplified", "amplified")
@@ -156,6 +161,7 @@ def worker(kind: str, path: str, repeat: int, core: int | None) -> dict:
     import tracemalloc
 
     pinned = _pin(core)
+    keep_freed_memory()  # as the her2fish command and batch workers run; the peer alike
     call = (_her2fish_call if kind == "her2fish" else _bigfish_call)(path)
     rss_before = _peak_rss_mb()
     t = time.perf_counter()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .allocator import keep_freed_memory
 from .batch_store import BatchError, file_sha256
 from .export import cells_frame, error_row, images_row, spots_frame
 from .models import PipelineConfig
@@ -153,25 +154,29 @@ def _parent_gone(pid: int) -> bool:
     return False
 
 
-def _one_thread_per_worker() -> None:
-    """Limit OpenCV's filters to one thread in a worker process.
+def _prepare_worker_process() -> None:
+    """Settings for a process that scores images one after another beside other workers.
 
-    Parallel batches already use every core with one image per worker; OpenCV's own threads on
-    top of that (one per core in every worker) compete for the same cores and slow the batch.
+    OpenCV's filters run on one thread: parallel batches already use every core with one image
+    per worker, and OpenCV's own threads on top of that (one per core in every worker) compete
+    for the same cores. Freed image-sized blocks are kept for reuse
+    (:func:`her2fish.allocator.keep_freed_memory`).
     """
     import cv2
 
     cv2.setNumThreads(1)
+    keep_freed_memory()
 
 
 def _score_job_in_worker(submitter_pid: int, *args: Any) -> dict[str, Any]:
-    """:func:`score_job` as a Dask task: one OpenCV thread in a worker process of its own.
+    """:func:`score_job` as a Dask task, in a worker process of its own prepared as pool
+    workers are (:func:`_prepare_worker_process`).
 
     A worker running inside the submitting process (a client made with ``processes=False``)
-    is left as it is: the setting is process-wide and the caller's own code shares it.
+    is left as it is: the settings are process-wide and the caller's own code shares them.
     """
     if os.getpid() != submitter_pid:
-        _one_thread_per_worker()
+        _prepare_worker_process()
     return score_job(*args)
 
 
@@ -182,7 +187,7 @@ def _init_worker(parent_pid: int) -> None:
     and keeps the forkserver alive; a watchdog thread ends it within half a second instead.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _one_thread_per_worker()
+    _prepare_worker_process()
 
     def watch() -> None:
         while not _parent_gone(parent_pid):

@@ -406,6 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "cohort":
             return _run_cohort(args)
+        from .allocator import keep_freed_memory
+
+        keep_freed_memory()  # this process scores image after image: see her2fish.allocator
         return _run_score(args, argv)
     except (BatchError, ValueError, TypeError, FileNotFoundError, OSError) as exc:
         print(f"her2fish: error: {exc}", file=sys.stderr)
