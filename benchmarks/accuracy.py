@@ -2,19 +2,22 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/accuracy.py [--quick] [--no-peer] [--out FILE]
+    .venv/bin/python benchmarks/accuracy.py [--quick | --fields N] [--no-peer] [--out FILE]
                                             [--scenarios A,B] [--synthetic-only]
 
 Prints Markdown tables and writes them to benchmarks/results/accuracy.md (``--out`` to change).
-``--quick`` scores one field per scenario instead of two; ``--no-peer`` skips Big-FISH
+``--fields N`` scores N fields per scenario (seeds 100 ... 100 + N - 1; default 6), ``--quick``
+one; ``--no-peer`` skips Big-FISH
 (``pip install -r benchmarks/requirements.txt`` installs it; without it the peer is skipped).
 For iterating: ``--scenarios`` scores a subset of the synthetic scenarios and
 ``--synthetic-only`` skips the z-stack comparison and the real images (write such partial runs
 elsewhere with ``--out``; the committed results file is a full run).
 
-Synthetic scenarios (``her2fish.data.make_field``, 768 x 768 px at 0.1 um/px, seeds 100, 101):
+Synthetic scenarios (``her2fish.data.make_field``, 768 x 768 px at 0.1 um/px, seeds from 100):
 per scenario, pooled over its fields like one case: true/measured scored cells, GCN and ratio
-(relative error), per-cell HER2/CEP17 MAE over nuclei matched at IoU >= 0.5, spot F1 (measured
+(relative error, and its standard error from the spread of the per-field errors: SD / sqrt(N);
+a field holds about 40 cells, and at SNR 4 one field's ratio error alone spreads by about 3 %,
+so a 2 % bias needs several fields to be told from chance), per-cell HER2/CEP17 MAE over nuclei matched at IoU >= 0.5, spot F1 (measured
 signal objects vs true signals, Hungarian matching within 3 px), ASCO/CAP group and GCN >= 20
 (truth/measured), nuclei recall and precision (evaluable nuclei, IoU >= 0.5). The peer columns run
 Big-FISH (detect_spots with its automatic threshold + decompose_dense) on the same probe channels;
@@ -53,7 +56,7 @@ from her2fish.spots import detect_spots, find_maxima
 
 REPO = Path(__file__).resolve().parents[1]
 TOL_PX = 3.0
-SEEDS = (100, 101)
+FIRST_SEED, FIELDS = 100, 6
 
 #: name -> (scenario, make_field options, what it stresses)
 SUITE: dict[str, tuple[str, dict, str]] = {
@@ -231,6 +234,19 @@ def _group(ratio: float, gcn: float) -> int:
     return _asco_cap_group(ratio, gcn)
 
 
+def _standard_errors(fields: list[dict]) -> tuple[float, float]:
+    """Standard errors (%) of the GCN and ratio errors: SD of the per-field errors / sqrt(N)."""
+    if len(fields) < 2:
+        return float("nan"), float("nan")
+    gcn, ratio = [], []
+    for f in fields:
+        gcn_t, rat_t = f["h_true"] / f["cells_true"], f["h_true"] / f["c_true"]
+        gcn.append(100 * (f["h_got"] / max(f["cells_got"], 1) / gcn_t - 1))
+        ratio.append(100 * (f["h_got"] / max(f["c_got"], 1) / rat_t - 1))
+    n = np.sqrt(len(fields))
+    return float(np.std(gcn, ddof=1) / n), float(np.std(ratio, ddof=1) / n)
+
+
 def pooled_row(name: str, desc: str, fields: list[dict], peer: bool) -> dict:
     s = {k: sum(f[k] for f in fields) for k in ("cells_true", "cells_got", "h_true", "c_true", "h_got", "c_got")}
     gcn_t, gcn_g = s["h_true"] / s["cells_true"], s["h_got"] / max(s["cells_got"], 1)
@@ -247,6 +263,7 @@ def pooled_row(name: str, desc: str, fields: list[dict], peer: bool) -> dict:
         "ratio true": rat_t,
         "ratio got": rat_g,
         "ratio err %": 100 * (rat_g / rat_t - 1),
+        "GCN/ratio SE %": "/".join(f"{v:.2f}" for v in _standard_errors(fields)),
         "HER2 MAE": float(np.mean(sum((f["mae_h"] for f in fields), []))),
         "CEP17 MAE": float(np.mean(sum((f["mae_c"] for f in fields), []))),
         "spot F1": f1_of(*spot),
@@ -397,6 +414,8 @@ def markdown(rows: list[dict], floatfmt: str = "{:.3f}") -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one field per scenario")
+    parser.add_argument("--fields", type=int, default=FIELDS,
+                        help="fields per scenario (seeds 100, 101, ...; default %(default)s)")
     parser.add_argument("--no-peer", action="store_true", help="skip Big-FISH")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "accuracy.md")
     parser.add_argument(
@@ -412,7 +431,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown scenario(s) {', '.join(unknown)}; valid: {', '.join(SUITE)}")
         suite = {n: SUITE[n] for n in names}
     peer = not args.no_peer and bigfish_available()
-    seeds = SEEDS[:1] if args.quick else SEEDS
+    if args.fields < 1:
+        parser.error("--fields must be >= 1")
+    seeds = tuple(range(FIRST_SEED, FIRST_SEED + (1 if args.quick else args.fields)))
     start = time.perf_counter()
     rows = []
     for name, (scenario, options, desc) in suite.items():
@@ -420,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(pooled_row(name, desc, fields, peer))
         print(f"  {name}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
     main_cols = ["scenario", "stresses", "cells true/got", "GCN true", "GCN got", "GCN err %", "ratio true",
-                 "ratio got", "ratio err %", "HER2 MAE", "CEP17 MAE", "spot F1", "group true/got",
+                 "ratio got", "ratio err %", "GCN/ratio SE %", "HER2 MAE", "CEP17 MAE", "spot F1", "group true/got",
                  "GCN>=20 true/got", "nuclei recall", "nuclei precision"]  # fmt: skip
     synth = [{k: r[k] for k in main_cols} for r in rows]
     errs = np.array([max(abs(r["GCN err %"]), abs(r["ratio err %"])) for r in rows])
@@ -443,8 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     text = [
         "# her2fish accuracy benchmark",
         "",
-        f"`benchmarks/accuracy.py{' --quick' if args.quick else ''}{' --no-peer' if args.no_peer else ''}`: "
-        f"{len(seeds)} field(s) per scenario, peer {'Big-FISH' if peer else 'not run'}, "
+        f"`benchmarks/accuracy.py{' --quick' if args.quick else ''}"
+        f"{f' --fields {args.fields}' if args.fields != FIELDS and not args.quick else ''}"
+        f"{' --no-peer' if args.no_peer else ''}`: "
+        f"{len(seeds)} field(s) per scenario (seeds {seeds[0]}-{seeds[-1]}), peer {'Big-FISH' if peer else 'not run'}, "
         f"{time.perf_counter() - start:.0f} s.",
         "",
         "## Synthetic scenarios (pooled over fields)",

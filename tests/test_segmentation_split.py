@@ -6,7 +6,8 @@ from scipy import ndimage as ndi
 from skimage.morphology import disk
 from skimage.segmentation import expand_labels as skimage_expand_labels
 
-from her2fish.segmentation import _block_mean, _disk_opening, _integral, _repeat
+from her2fish.resample import block_mean
+from her2fish.segmentation import _disk_opening, _integral, _repeat
 from her2fish.segmentation_split import disc_offsets, expand_labels, nearest_labels
 
 
@@ -84,8 +85,8 @@ def test_integer_block_mean_and_repeat_equal_the_plain_versions():
         for factor in (1, 2, 3, 5):
             image = raw.astype(np.float32)
             assert _integral(raw, factor)
-            fast = _block_mean(image, factor, integral=True)
-            np.testing.assert_array_equal(fast, _block_mean(image, factor))
+            fast = block_mean(image, factor, integral=True)
+            np.testing.assert_array_equal(fast, block_mean(image, factor))
             assert fast.dtype == np.float32
             small = fast.astype(np.int32)
             big = tuple(s - int(rng.integers(0, factor)) for s in np.multiply(small.shape, factor))

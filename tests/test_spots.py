@@ -308,7 +308,7 @@ def test_levels_are_validated(levels, error, match):
 def test_wide_gaussian_matches_the_full_resolution_filter():
     from scipy import ndimage as ndi
 
-    from her2fish.clusters import wide_gaussian
+    from her2fish.resample import wide_gaussian
 
     rng = np.random.default_rng(3)
     img = ndi.gaussian_filter(rng.normal(100, 30, (300, 420)), 3).astype(np.float32)

@@ -29,8 +29,6 @@ signal objects a pathologist counts and estimates their copies.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
@@ -39,6 +37,7 @@ from scipy.spatial import cKDTree
 
 from . import filters
 from .packing import masked_watershed
+from .resample import wide_gaussian
 from .segmentation_split import expand_labels, nearest_labels
 
 __all__ = [
@@ -336,22 +335,6 @@ def estimate_copies(
 DEBRIS_MIN = 0.5
 #: Debris extent: each region above DEBRIS_MIN grown by this fraction of its equivalent radius.
 DEBRIS_GROW = 0.25
-
-
-def wide_gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of a wide ``sigma`` (px), computed on ``f`` x ``f`` block means and scaled
-    back up bilinearly (``f`` = sigma / 4): the block mean is itself a blur of variance
-    (f**2 - 1) / 12 px**2, which the smaller Gaussian makes up for. Many times faster than the
-    full-resolution filter for sigma >= 8 and within a fraction of a percent of it, since the
-    result holds no detail finer than sigma."""
-    from .segmentation import _block_mean, _upscale
-
-    f = int(sigma // 4)
-    if f < 2:
-        return ndi.gaussian_filter(image, sigma)
-    small = _block_mean(np.asarray(image, np.float32), f)
-    s = math.sqrt(max(sigma**2 - (f * f - 1) / 12.0, 0.25)) / f
-    return _upscale(ndi.gaussian_filter(small, s), f, image.shape).astype(np.float32, copy=False)
 
 
 def debris_mask(

@@ -83,6 +83,7 @@ from skimage.filters import threshold_otsu
 from skimage.morphology import disk
 
 from .models import NUCLEI_COLUMNS
+from .resample import block_mean, upscale
 from .segmentation_flags import measure_nuclei, neighbour_pairs, working_measures
 from .segmentation_split import grow, refine_edges, split_overlaps, split_touching
 
@@ -269,7 +270,7 @@ def segment_nuclei(
 
     factor = max(1, int(min_d / px // _WORK_MIN_D_PX))
     wpx = px * factor  # working pixel size
-    work = _block_mean(image, factor, integral=_integral(dapi, factor))
+    work = block_mean(image, factor, integral=_integral(dapi, factor))
     smooth = ndi.gaussian_filter(work, smoothing / wpx) if smoothing > 0 else work
     flat = smooth - _background(smooth, _BACKGROUND_RADIUS * max_d / wpx)
     t = _auto_threshold(flat) if threshold is None else threshold
@@ -349,46 +350,6 @@ def _integral(dapi: np.ndarray, factor: int) -> bool:
     return max(abs(int(info.min)), int(info.max)) * factor * factor < 2**24
 
 
-def _block_mean(image: np.ndarray, factor: int, *, integral: bool = False) -> np.ndarray:
-    """Mean over ``factor`` x ``factor`` blocks (edge-padded).
-
-    ``integral``: the values are integers whose block sums are exact in float32, so the sum
-    may be taken in any order (strided slices, much faster than a reduction over two axes)
-    and gives the same result.
-    """
-    if factor == 1:
-        return image
-    h, w = image.shape
-    ph, pw = -h % factor, -w % factor
-    padded = np.pad(image, ((0, ph), (0, pw)), mode="edge") if ph or pw else image
-    if not integral:
-        return padded.reshape(padded.shape[0] // factor, factor, -1, factor).mean(axis=(1, 3))
-    total = padded[::factor, ::factor].copy()
-    for a in range(factor):
-        for b in range(factor):
-            if a or b:
-                total += padded[a::factor, b::factor]
-    # divided as numpy's mean divides its float32 sum (by an intp count)
-    return np.true_divide(total, np.intp(factor * factor), out=total, casting="unsafe")
-
-
-def _upscale(small: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Bilinear up-scaling of a block-averaged image to ``shape`` (linear beyond edge centres).
-
-    One axis after the other: each output row (then column) is the weighted sum of the two
-    nearest block centres, extrapolated linearly beyond the outermost ones.
-    """
-    out = np.asarray(small, dtype=np.float32)
-    for axis, (n_out, n_in) in enumerate(zip(shape, small.shape, strict=True)):
-        pos = (np.arange(n_out) + 0.5) / factor - 0.5
-        lo = np.clip(np.floor(pos), 0, max(n_in - 2, 0)).astype(np.intp)
-        frac = (pos - lo) if n_in > 1 else np.zeros(n_out)
-        hi = np.minimum(lo + 1, n_in - 1)
-        w = frac.astype(np.float32).reshape((-1, 1) if axis == 0 else (1, -1))
-        out = np.take(out, lo, axis=axis) * (1 - w) + np.take(out, hi, axis=axis) * w
-    return out
-
-
 def _background(image: np.ndarray, radius_px: float) -> np.ndarray:
     """Smooth lower envelope: grey opening with a disk of ``radius_px``, at ~1/8 of its scale.
 
@@ -397,7 +358,7 @@ def _background(image: np.ndarray, radius_px: float) -> np.ndarray:
     """
     factor = max(1, int(radius_px // 8))
     radius = max(1, round(radius_px / factor))
-    small, foot = _block_mean(image, factor), disk(radius)
+    small, foot = block_mean(image, factor), disk(radius)
     pad = min(2 * radius, *(n - 1 for n in small.shape))
     crop = (slice(pad, pad + small.shape[0]), slice(pad, pad + small.shape[1]))
 
@@ -408,7 +369,7 @@ def _background(image: np.ndarray, radius_px: float) -> np.ndarray:
         _disk_opening(small, foot, "nearest"), _disk_opening(odd(small), foot, "reflect")[crop]
     )
     small = ndi.gaussian_filter(odd(small), radius / 2, mode="nearest")[crop]
-    return small if factor == 1 else _upscale(small, factor, image.shape)
+    return small if factor == 1 else upscale(small, factor, image.shape)
 
 
 def _disk_opening(image: np.ndarray, foot: np.ndarray, mode: str) -> np.ndarray:

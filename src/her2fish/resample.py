@@ -1,0 +1,70 @@
+"""Block means, bilinear up-scaling and wide Gaussian blurs computed on block means.
+
+Broad structure (a nucleus at segmentation scale, a background wider than any signal) holds no
+detail finer than the filter, so it is computed on ``f`` x ``f`` block means and scaled back up:
+:mod:`her2fish.segmentation` segments nuclei this way and :mod:`her2fish.clusters` measures the
+broad response of debris.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage as ndi
+
+__all__ = ["block_mean", "upscale", "wide_gaussian"]
+
+
+def block_mean(image: np.ndarray, factor: int, *, integral: bool = False) -> np.ndarray:
+    """Mean over ``factor`` x ``factor`` blocks (edge-padded).
+
+    ``integral``: the values are integers whose block sums are exact in float32, so the sum
+    may be taken in any order (strided slices, much faster than a reduction over two axes)
+    and gives the same result.
+    """
+    if factor == 1:
+        return image
+    h, w = image.shape
+    ph, pw = -h % factor, -w % factor
+    padded = np.pad(image, ((0, ph), (0, pw)), mode="edge") if ph or pw else image
+    if not integral:
+        return padded.reshape(padded.shape[0] // factor, factor, -1, factor).mean(axis=(1, 3))
+    total = padded[::factor, ::factor].copy()
+    for a in range(factor):
+        for b in range(factor):
+            if a or b:
+                total += padded[a::factor, b::factor]
+    # divided as numpy's mean divides its float32 sum (by an intp count)
+    return np.true_divide(total, np.intp(factor * factor), out=total, casting="unsafe")
+
+
+def upscale(small: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Bilinear up-scaling of a block-averaged image to ``shape`` (linear beyond edge centres).
+
+    One axis after the other: each output row (then column) is the weighted sum of the two
+    nearest block centres, extrapolated linearly beyond the outermost ones.
+    """
+    out = np.asarray(small, dtype=np.float32)
+    for axis, (n_out, n_in) in enumerate(zip(shape, small.shape, strict=True)):
+        pos = (np.arange(n_out) + 0.5) / factor - 0.5
+        lo = np.clip(np.floor(pos), 0, max(n_in - 2, 0)).astype(np.intp)
+        frac = (pos - lo) if n_in > 1 else np.zeros(n_out)
+        hi = np.minimum(lo + 1, n_in - 1)
+        w = frac.astype(np.float32).reshape((-1, 1) if axis == 0 else (1, -1))
+        out = np.take(out, lo, axis=axis) * (1 - w) + np.take(out, hi, axis=axis) * w
+    return out
+
+
+def wide_gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a wide ``sigma`` (px), computed on ``f`` x ``f`` block means and scaled
+    back up bilinearly (``f`` = sigma / 4): the block mean is itself a blur of variance
+    (f**2 - 1) / 12 px**2, which the smaller Gaussian makes up for. Many times faster than the
+    full-resolution filter for sigma >= 8 and within a fraction of a percent of it, since the
+    result holds no detail finer than sigma."""
+    f = int(sigma // 4)
+    if f < 2:
+        return ndi.gaussian_filter(image, sigma)
+    small = block_mean(np.asarray(image, np.float32), f)
+    s = math.sqrt(max(sigma**2 - (f * f - 1) / 12.0, 0.25)) / f
+    return upscale(ndi.gaussian_filter(small, s), f, image.shape).astype(np.float32, copy=False)
