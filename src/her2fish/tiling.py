@@ -57,25 +57,42 @@ find the same nuclei, signals, counts (clusters included) and score (see
 ``tests/test_tiling.py``). What remains per tile on a larger slide: (dim signals only, see
 above) the automatic spot threshold, and the spot detector's local noise statistics, which are
 local by design.
+
+Code: step 1 (tiles, halo, options) is in :mod:`her2fish.tiling_plan`, step 2 in
+:mod:`her2fish.tiling_estimate`, the second pass on one tile and the per-tile table in
+:mod:`her2fish.tiling_tiles`; this module runs the two passes and assembles the result (step 4).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .io_tiles import Slide, open_slide, slide_shape
+from .io_tiles import Slide, open_slide
 from .models import FishImage, PipelineConfig
-from .spots import LEVEL_KEYS
+from .tiling_estimate import SlideParameters, estimate_parameters
+from .tiling_plan import (
+    DEFAULT_TILE_SIZE,
+    DEFAULT_TILING,
+    ESTIMATE_TILES,
+    HALO_DIAMETERS,
+    Tile,
+    _block_grid,
+    _check_int,
+    _halo_px,
+    default_halo_px,
+    needs_tiling,
+    plan_tiles,
+    tiling_options,
+)
+from .tiling_tiles import TILES_COLUMNS, _rules, _score_tile, _tile_row, tiles_frame
 
 # The analysis stages (scikit-image, scipy) are imported where they are used, so that the
 # batch runner can import the tiling options without them.
@@ -96,93 +113,6 @@ __all__ = [
     "tiling_options",
     "tiles_frame",
 ]
-
-#: Default tile (core) side in pixels.
-DEFAULT_TILE_SIZE = 4096
-#: Default halo, in largest nuclear diameters (``segmentation.max_diameter_um``).
-HALO_DIAMETERS = 2.0
-#: Default number of tiles sampled for the slide-wide parameters.
-ESTIMATE_TILES = 8
-#: The tiling a batch uses unless told otherwise (``run_batch(tiling=...)``, the CLI's
-#: ``--tile-size``): images with a side longer than 4096 px are tiled.
-DEFAULT_TILING: Mapping[str, Any] = MappingProxyType(
-    {"tile_size": DEFAULT_TILE_SIZE, "halo_um": None, "estimate_tiles": ESTIMATE_TILES}
-)
-#: Slides of at most this many pixels (a default tile) are estimated whole, not sampled.
-WHOLE_ESTIMATE_PIXELS = DEFAULT_TILE_SIZE**2
-
-#: Columns of the per-tile table (tiles.csv without the leading ``image`` column).
-TILES_COLUMNS: tuple[str, ...] = (
-    "tile",
-    "row",
-    "col",
-    "y0",
-    "y1",
-    "x0",
-    "x1",
-    "y_um",
-    "x_um",
-    "n_nuclei",
-    "n_cells_scored",
-    "sum_her2",
-    "sum_cep17",
-    "mean_her2_per_cell",
-    "mean_cep17_per_cell",
-    "her2_cep17_ratio",
-    "pct_cells_ratio_ge_2",
-    "asco_cap_2018_group",
-    "provisional_asco_cap_2018_group",
-    "n_her2_signals",
-    "n_cep17_signals",
-    "n_cut_by_tile",
-    "threshold_her2",
-    "threshold_cep17",
-    "sampled",
-    "seconds",
-)
-
-
-@dataclass(frozen=True)
-class Tile:
-    """One tile: its core (owned pixels) and the outer region read (core plus halo).
-
-    ``core`` and ``outer`` are (y0, y1, x0, x1) in slide pixels, half-open.
-    """
-
-    index: int
-    row: int
-    col: int
-    core: tuple[int, int, int, int]
-    outer: tuple[int, int, int, int]
-
-
-@dataclass(frozen=True)
-class SlideParameters:
-    """The slide-wide values every tile is scored with (first pass; see module docstring)."""
-
-    segmentation_threshold: float | None
-    thresholds: dict[str, float]
-    references: dict[str, float]
-    n_reference: dict[str, int]
-    single_peaks: dict[str, float]
-    sampled_tiles: tuple[int, ...]
-    tile_thresholds: dict[str, bool] = field(default_factory=dict)
-    levels: dict[str, dict[str, float]] = field(default_factory=dict)
-    segmentation_references: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (for the summary and run records)."""
-        return {
-            "segmentation_threshold": self.segmentation_threshold,
-            "thresholds": dict(self.thresholds),
-            "references": dict(self.references),
-            "n_reference": dict(self.n_reference),
-            "single_peaks": dict(self.single_peaks),
-            "sampled_tiles": list(self.sampled_tiles),
-            "tile_thresholds": dict(self.tile_thresholds),
-            "levels": {role: dict(v) for role, v in self.levels.items()},
-            "segmentation_references": dict(self.segmentation_references),
-        }
 
 
 @dataclass
@@ -218,349 +148,6 @@ class TiledResult:
     def name(self) -> str:
         """Display name of the slide."""
         return self.summary.get("image", "image")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer number of pixels, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum} pixels, got {value}")
-    return int(value)
-
-
-def default_halo_px(config: PipelineConfig, pixel_size_um: float) -> int:
-    """The default halo in pixels: ``HALO_DIAMETERS`` largest nuclear diameters."""
-    return int(math.ceil(HALO_DIAMETERS * config.segmentation.max_diameter_um / pixel_size_um))
-
-
-def _block_grid(config: PipelineConfig, pixel_size_um: float) -> int:
-    """Pixels per block of the segmentation's working scale (the same rule as
-    :func:`her2fish.segmentation.segment_nuclei`: smallest nucleus >= 12 working pixels, and
-    the background at ~1/8 of its opening radius)."""
-    seg = config.segmentation
-    factor = max(1, int(seg.min_diameter_um / pixel_size_um // 12))
-    radius = 0.6 * seg.max_diameter_um / (pixel_size_um * factor)
-    return factor * max(1, int(radius // 8))
-
-
-def plan_tiles(shape: tuple[int, int], *, tile_size: int, halo: int, align: int = 1) -> list[Tile]:
-    """Cut a (Y, X) slide into tiles of ``tile_size`` with a ``halo`` of pixels around each.
-
-    Parameters
-    ----------
-    shape : (int, int)
-        Slide size in pixels.
-    tile_size : int
-        Side of a tile's core; must exceed twice the halo.
-    halo : int
-        Pixels read around each core (>= 0).
-    align : int
-        Outer regions start on multiples of this many pixels (the halo grows by up to
-        ``align - 1`` pixels where needed).
-
-    Returns
-    -------
-    list of Tile
-        In raster order (row by row).
-
-    Examples
-    --------
-    >>> [t.core for t in plan_tiles((100, 150), tile_size=64, halo=8)]
-    [(0, 64, 0, 64), (0, 64, 64, 128), (0, 64, 128, 150), (64, 100, 0, 64), (64, 100, 64, 128), (64, 100, 128, 150)]
-    """
-    if not (isinstance(shape, (tuple, list)) and len(shape) == 2):
-        raise ValueError(f"shape must be a (Y, X) pair, got {shape!r}")
-    h, w = (_check_int("shape", int(n), 1) for n in shape)
-    tile_size = _check_int("tile_size", tile_size, 1)
-    halo = _check_int("halo", halo, 0)
-    align = _check_int("align", align, 1)
-    if tile_size <= 2 * halo:
-        raise ValueError(
-            f"tile_size ({tile_size} px) must be larger than twice the halo ({halo} px): "
-            f"use a tile size of at least {2 * halo + 1} px (a few times the halo is efficient), "
-            "or a smaller halo"
-        )
-    tiles = []
-    for r, y0 in enumerate(range(0, h, tile_size)):
-        for c, x0 in enumerate(range(0, w, tile_size)):
-            y1, x1 = min(y0 + tile_size, h), min(x0 + tile_size, w)
-            oy0 = max(0, (y0 - halo) // align * align)
-            ox0 = max(0, (x0 - halo) // align * align)
-            tiles.append(
-                Tile(
-                    len(tiles),
-                    r,
-                    c,
-                    (y0, y1, x0, x1),
-                    (oy0, min(y1 + halo, h), ox0, min(x1 + halo, w)),
-                )
-            )
-    return tiles
-
-
-def _sample(n: int, k: int) -> list[int]:
-    if n <= k:
-        return list(range(n))
-    return sorted({int(round(i)) for i in np.linspace(0, n - 1, k)})
-
-
-def _in_core(y: np.ndarray, x: np.ndarray, tile: Tile) -> np.ndarray:
-    y0, y1, x0, x1 = tile.core
-    return (y >= y0) & (y < y1) & (x >= x0) & (x < x1)
-
-
-def _read(slide: Slide, tile: Tile) -> np.ndarray:
-    return slide.read(*tile.outer)
-
-
-def estimate_parameters(
-    slide: Slide,
-    tiles: Sequence[Tile],
-    *,
-    config: PipelineConfig,
-    estimate_tiles: int = ESTIMATE_TILES,
-) -> SlideParameters:
-    """First pass: the slide-wide thresholds, references and single-signal peaks.
-
-    See the module docstring for the rules. Tiles are read one at a time.
-    """
-    from .clusters import single_signal_reference
-    from .pipeline import detect_probes, segment
-
-    estimate_tiles = _check_int("estimate_tiles", estimate_tiles, 1)
-    px = slide.pixel_size_um
-    sp = config.spots
-    single_area = math.pi * (sp.spot_diameter_um / px) ** 2  # as in detect_spots
-    seg_t: list[float] = []
-    thr: dict[str, list[float]] = {"her2": [], "cep17": []}
-    two_level = {"her2": False, "cep17": False}
-    cand: dict[str, list[np.ndarray]] = {"her2": [], "cep17": []}
-    ones: dict[str, list[np.ndarray]] = {"her2": [], "cep17": []}
-    one_max: dict[str, list[np.ndarray]] = {"her2": [], "cep17": []}
-    lev: dict[str, dict[str, list[float]]] = {"her2": {}, "cep17": {}}
-    seg_refs: dict[str, list[float]] = {}
-    h, w = slide.shape
-    largest = max((t.outer[1] - t.outer[0]) * (t.outer[3] - t.outer[2]) for t in tiles)
-    if h * w <= max(largest, WHOLE_ESTIMATE_PIXELS):
-        # The whole slide costs no more memory than a (default) tile: estimate on all of it,
-        # which gives exactly the values of the untiled pipeline.
-        regions = [Tile(-1, 0, 0, (0, h, 0, w), (0, h, 0, w))]
-        sampled = list(range(len(tiles)))
-    else:
-        sampled = _sample(len(tiles), estimate_tiles)
-        regions = [tiles[i] for i in sampled]
-    for tile in regions:
-        data = _read(slide, tile)
-        labels, nuclei = segment(data[0], pixel_size_um=px, params=config.segmentation)
-        t = nuclei.attrs.get("threshold", float("nan"))
-        if not len(nuclei):
-            continue
-        if np.isfinite(t):
-            seg_t.append(float(t))
-        for key, value in nuclei.attrs.get("references", {}).items():
-            if np.isfinite(value) and value > 0:
-                seg_refs.setdefault(key, []).append(float(value))
-        tables, detection = detect_probes(
-            {"her2": data[1], "cep17": data[2]}, labels, pixel_size_um=px, params=sp
-        )
-        for role, table in zip(("her2", "cep17"), tables, strict=True):
-            thr[role].append(float(detection[role]["threshold"]))
-            two_level[role] |= "; or " in str(detection[role].get("threshold_method", ""))
-            for key in LEVEL_KEYS:
-                value = detection[role].get(key)
-                if value is not None and np.isfinite(value):
-                    lev[role].setdefault(key, []).append(float(value))
-            if not len(table):
-                continue
-            core = _in_core(
-                np.rint(table["y"].to_numpy(float)) + tile.outer[0],
-                np.rint(table["x"].to_numpy(float)) + tile.outer[2],
-                tile,
-            )
-            t_core = table[core]
-            single = t_core["n_maxima"].to_numpy() == 1
-            cand[role].append(
-                t_core["intensity"].to_numpy(float)[
-                    single
-                    & (t_core["area_px"].to_numpy() <= single_area)
-                    & (t_core["intensity"].to_numpy(float) > 0)
-                ]
-            )
-            one_max[role].append(t_core["intensity"].to_numpy(float)[single])
-            ones[role].append(t_core["peak"].to_numpy(float)[t_core["copies"].to_numpy() == 1])
-    thresholds, references, n_ref, peaks = {}, {}, {}, {}
-    for role in ("her2", "cep17"):
-        manual = getattr(sp, f"threshold_{role}")
-        if manual is not None:
-            thresholds[role] = float(manual)
-        elif thr[role]:
-            thresholds[role] = float(np.median(thr[role]))
-        pool = np.concatenate(cand[role]) if cand[role] else np.zeros(0)
-        ref = single_signal_reference(pool)
-        n_ref[role] = int(pool.size)
-        if not np.isfinite(ref):  # the same fallback as detect_spots
-            pool = np.concatenate(one_max[role]) if one_max[role] else np.zeros(0)
-            ref, n_ref[role] = single_signal_reference(pool), int(pool.size)
-        if np.isfinite(ref) and ref > 0:
-            references[role] = float(ref)
-        pk = np.concatenate(ones[role]) if ones[role] else np.zeros(0)
-        peaks[role] = float(np.median(pk)) if pk.size else float("nan")
-    return SlideParameters(
-        segmentation_threshold=float(np.median(seg_t)) if seg_t else None,
-        thresholds=thresholds,
-        references=references,
-        n_reference=n_ref,
-        single_peaks=peaks,
-        sampled_tiles=tuple(sampled),
-        tile_thresholds={
-            r: two_level[r] and getattr(sp, f"threshold_{r}") is None for r in ("her2", "cep17")
-        },
-        levels={r: {k: float(np.median(v)) for k, v in lev[r].items()} for r in ("her2", "cep17")},
-        segmentation_references={k: float(np.median(v)) for k, v in seg_refs.items()},
-    )
-
-
-def _edges(labels: np.ndarray) -> dict[str, np.ndarray]:
-    return {"top": labels[0], "bottom": labels[-1], "left": labels[:, 0], "right": labels[:, -1]}
-
-
-def _score_tile(
-    slide: Slide, tile: Tile, params: SlideParameters, config: PipelineConfig
-) -> tuple[pd.DataFrame, pd.DataFrame, int, dict[str, float]]:
-    """Second pass on one tile: its own nuclei (as cells, tile-local ids) and spots, in slide
-    coordinates; how many nuclei were cut by the tile's outer edge; the thresholds used."""
-    from .aggregation import cell_table, debris_cells, join_reasons, mark_debris
-    from .clusters import debris_mask
-    from .pipeline import SPOTS_OUTPUT_COLUMNS, detect_probes, remove_debris, segment
-
-    px = slide.pixel_size_um
-    sp = config.spots
-    data = _read(slide, tile)
-    oy, ox = tile.outer[0], tile.outer[2]
-    labels, nuclei = segment(
-        data[0],
-        pixel_size_um=px,
-        params=config.segmentation,
-        threshold=params.segmentation_threshold,
-        references=params.segmentation_references,
-    )
-    nuclei = nuclei.copy()
-    nuclei["y"] += oy
-    nuclei["x"] += ox
-    own = _in_core(nuclei["y"].to_numpy(float), nuclei["x"].to_numpy(float), tile)
-    # Border flags: the slide's border, not the tile's.
-    h, w = slide.shape
-    at_slide = {
-        "top": tile.outer[0] == 0,
-        "bottom": tile.outer[1] == h,
-        "left": tile.outer[2] == 0,
-        "right": tile.outer[3] == w,
-    }
-    n = int(labels.max()) if labels.size else 0
-    on_slide_edge = np.zeros(n + 1, bool)
-    on_tile_edge = np.zeros(n + 1, bool)
-    for side, values in _edges(labels).items():
-        (on_slide_edge if at_slide[side] else on_tile_edge)[values] = True
-    ids = nuclei["cell_id"].to_numpy(np.int64)
-    slide_edge, tile_edge = on_slide_edge[ids], on_tile_edge[ids] & own
-    reasons = []
-    for reason, s_edge, t_edge in zip(
-        nuclei["exclusion_reason"].astype(str), slide_edge, tile_edge, strict=True
-    ):
-        codes = [c for c in reason.split(";") if c and c != "touches_border"]
-        if s_edge:
-            codes.append("touches_border")
-        if t_edge:
-            codes.append("too_large")
-        reasons.append(join_reasons(*codes))
-    nuclei["touches_border"] = slide_edge
-    nuclei["exclusion_reason"] = reasons
-    nuclei["evaluable"] = [r == "" for r in reasons]
-    kept = nuclei[own]
-
-    tables, detection = detect_probes(
-        {"her2": data[1], "cep17": data[2]},
-        labels,
-        pixel_size_um=px,
-        params=sp,
-        thresholds={
-            r: t for r, t in params.thresholds.items() if not params.tile_thresholds.get(r)
-        },
-        references=params.references,
-        levels=params.levels,
-    )
-    fixed = {
-        role: pd.DataFrame({"copies": [1], "peak": [params.single_peaks.get(role, float("nan"))]})
-        for role in ("her2", "cep17")
-    }
-    mask = debris_mask(
-        data[1],
-        data[2],
-        fixed["her2"],
-        fixed["cep17"],
-        pixel_size_um=px,
-        spot_diameter_um=sp.spot_diameter_um,
-    )
-    remove_debris(
-        data[1], data[2], tables, pixel_size_um=px, spot_diameter_um=sp.spot_diameter_um, mask=mask
-    )
-    kept = mark_debris(kept, labels, mask)
-    own_ids = set(kept["cell_id"].tolist())
-    for k, table in enumerate(tables):
-        table["y"] += oy
-        table["x"] += ox
-        cid = table["cell_id"].to_numpy(np.int64)
-        loose = (cid == 0) & _in_core(
-            np.rint(table["y"].to_numpy(float)), np.rint(table["x"].to_numpy(float)), tile
-        )
-        tables[k] = table[np.isin(cid, list(own_ids)) | loose]
-    her2, cep17 = tables
-    cells = cell_table(
-        kept, her2[~her2["debris"]], cep17[~cep17["debris"]], debris=debris_cells(her2, cep17)
-    )
-    spots = pd.concat(tables, ignore_index=True)[list(SPOTS_OUTPUT_COLUMNS)]
-    thresholds = {role: float(detection[role]["threshold"]) for role in ("her2", "cep17")}
-    return cells, spots, int(tile_edge.sum()), thresholds
-
-
-def _tile_row(
-    tile: Tile,
-    cells: pd.DataFrame,
-    spots: pd.DataFrame,
-    cut: int,
-    px: float,
-    config: PipelineConfig,
-    sampled: bool,
-    seconds: float,
-) -> dict[str, Any]:
-    from .scoring import score_cells
-
-    score = score_cells(cells, rules=_rules(config), n_bootstrap=0, seed=config.seed)
-    y0, y1, x0, x1 = tile.core
-    row = {
-        "tile": tile.index,
-        "row": tile.row,
-        "col": tile.col,
-        "y0": y0,
-        "y1": y1,
-        "x0": x0,
-        "x1": x1,
-        "y_um": 0.5 * (y0 + y1) * px,
-        "x_um": 0.5 * (x0 + x1) * px,
-        "n_her2_signals": int((spots["channel"] == "her2").sum()),
-        "n_cep17_signals": int((spots["channel"] == "cep17").sum()),
-        "n_cut_by_tile": cut,
-        "sampled": sampled,
-        "seconds": round(seconds, 3),
-    }
-    row.update({k: score.get(k) for k in TILES_COLUMNS if k in score})
-    return {c: row.get(c) for c in TILES_COLUMNS}
-
-
-def _rules(config: PipelineConfig):
-    from .config import resolve_rules
-
-    return resolve_rules(config)
 
 
 def score_tiled(
@@ -717,63 +304,3 @@ def score_tiled(
         pixel_size_um=px,
         timings=timings,
     )
-
-
-def needs_tiling(path: str | os.PathLike, tile_size: int) -> bool:
-    """Whether the image at ``path`` has a side longer than ``tile_size`` (from its header
-    only). Formats that cannot be read region by region are never tiled."""
-    tile_size = _check_int("tile_size", tile_size, 1)
-    shape = slide_shape(path)
-    return shape is not None and max(shape) > tile_size
-
-
-def tiles_frame(image: str, tiles: pd.DataFrame) -> pd.DataFrame:
-    """tiles.csv rows for one slide (``image`` first, then :data:`TILES_COLUMNS`)."""
-    out = tiles.copy()
-    out.insert(0, "image", image)
-    for col in ("asco_cap_2018_group", "provisional_asco_cap_2018_group"):
-        out[col] = pd.array(out[col], dtype="Int64")
-    return out
-
-
-def tiling_options(
-    tile_size: int = DEFAULT_TILE_SIZE,
-    *,
-    halo_um: float | None = None,
-    estimate_tiles: int = ESTIMATE_TILES,
-    config: PipelineConfig | None = None,
-    pixel_size_um: float | None = None,
-) -> dict[str, Any]:
-    """Checked tiling options for :func:`score_tiled` / ``run_batch(tiling=...)``.
-
-    With ``pixel_size_um`` known, a tile size too small for the halo is refused here, before
-    any image is read (otherwise each image is checked when it is scored).
-    """
-    config = PipelineConfig() if config is None else config
-    tile_size = _check_int("tile_size", tile_size, 1)
-    estimate_tiles = _check_int("estimate_tiles", estimate_tiles, 1)
-    if halo_um is not None:
-        if (
-            isinstance(halo_um, bool)
-            or not isinstance(halo_um, (int, float, np.number))
-            or not np.isfinite(halo_um)
-        ):
-            raise ValueError(f"halo_um must be a number of micrometres, got {halo_um!r}")
-        _halo_px(config, 1.0, float(halo_um))  # larger than the largest nucleus
-        halo_um = float(halo_um)
-    if pixel_size_um is not None:
-        halo = _halo_px(config, float(pixel_size_um), halo_um)
-        plan_tiles((1, 1), tile_size=tile_size, halo=halo)
-    return {"tile_size": tile_size, "halo_um": halo_um, "estimate_tiles": estimate_tiles}
-
-
-def _halo_px(config: PipelineConfig, pixel_size_um: float, halo_um: float | None) -> int:
-    if halo_um is None:
-        return default_halo_px(config, pixel_size_um)
-    max_d = config.segmentation.max_diameter_um
-    if not halo_um > max_d:
-        raise ValueError(
-            f"halo_um ({halo_um:g} um) must be larger than the largest nucleus "
-            f"(segmentation.max_diameter_um = {max_d:g} um); the default is {HALO_DIAMETERS:g} x that"
-        )
-    return int(math.ceil(halo_um / pixel_size_um))
