@@ -14,6 +14,24 @@ from .clusters import robust_mode
 from .spots_photometry import _flatten
 from .spots_stats import _local_z, _region_stats, _TileStats
 
+__all__ = [
+    "BACKGROUND_UM",
+    "FINE_K",
+    "FINE_RELATIVE",
+    "FINE_SIGMA_FRACTION",
+    "LOCAL_LOW_K",
+    "LONE_RELATIVE",
+    "LONE_TILE_K",
+    "LOW_K",
+    "MATCHED_K",
+    "MIN_SEEDS",
+    "OBJECT_K",
+    "PSF_FRACTION",
+    "RELATIVE_LOW",
+    "THRESHOLD_K",
+    "TILE_UM",
+]
+
 #: Auto threshold: robust SDs of the LoG response above its median.
 THRESHOLD_K = 6.0
 #: Two-level auto threshold: maxima between LOW_K and THRESHOLD_K SDs of the LoG response are

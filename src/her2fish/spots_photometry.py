@@ -10,6 +10,8 @@ from . import filters
 from .clusters import robust_mode
 from .segmentation_split import nearest_labels
 
+__all__ = ["APERTURE_GROW", "DISC_MAX_RATIO", "DISC_RADII", "RING_CLIP", "RING_WIDTH", "TREND_SIZES"]
+
 #: Photometry: aperture = object grown by this many signal radii; ring this many radii wide.
 APERTURE_GROW, RING_WIDTH = 1.0, 2.0
 #: Photometry: the broad trend removed before the opening is this many opening widths across.

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+__all__ = ["SUBSAMPLE_MIN_PX", "TILE_STEP"]
+
 #: Tile statistics use every TILE_STEP-th pixel of a tile in each direction.
 TILE_STEP = 2
 
