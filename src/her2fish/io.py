@@ -1,14 +1,17 @@
-"""Reading and writing FISH images (TIFF, OME-TIFF, ImageJ hyperstacks)."""
+"""Reading and writing FISH images (TIFF, OME-TIFF, ImageJ hyperstacks).
+
+The public entry point for images: :func:`read_image`, :func:`from_arrays` and
+:func:`write_ome_tiff` are here, channel maps in :mod:`her2fish.io_channels`, pixel size,
+channel names and axes from the file's metadata in :mod:`her2fish.io_metadata` (both
+re-exported here), other formats in :mod:`her2fish.io_formats` and tiled reading of large
+images in :mod:`her2fish.io_tiles`.
+"""
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-import re
 import threading
-import warnings
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +20,25 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from .io_channels import (
+    _RGB_NAMES,
+    _assign_channels,
+    _channel_list,
+    _check_channel_map,
+    parse_channel_map,
+)
+from .io_metadata import (
+    PixelSizeWarning,
+    _channel_names,
+    _check_pixel_size,
+    _file_pixel_size,
+    _ome_pixels,
+    _plan_axes,
+    _to_zcyx,
+    _warn_pixel_size,
+    _z_step,
+)
+from .io_metadata import _to_um as _to_um  # re-exported: io_tiles uses her2fish.io._to_um
 from .models import CHANNEL_ROLES, FishImage
 
 __all__ = [
@@ -38,307 +60,6 @@ SUPPORTED_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg",
 #: Largest image (bytes of pixel data) read into memory; larger files are refused before any
 #: pixel is read, so a corrupt or hostile header cannot exhaust memory.
 MAX_IMAGE_BYTES = 4 * 1024**3
-
-_RELIABLE_UM = (0.03, 0.2)  # pixel sizes (µm/px) for which the default parameters hold
-_ALIASES: dict[str, tuple[str, ...]] = {
-    "dapi": ("dapi", "hoechst", "hoechst33342", "nuclei", "nuclear", "dna"),
-    "her2": ("her2", "her-2", "erbb2", "neu", "spectrumorange", "orange", "her2/neu", "lsi her2"),
-    "cep17": (
-        "cep17",
-        "cep 17",
-        "cen17",
-        "cen-17",
-        "chr17",
-        "chromosome 17",
-        "spectrumgreen",
-        "green",
-        "d17z1",
-    ),
-}
-_RGB_NAMES = ("red", "green", "blue")
-_RGB_DEFAULT = {"dapi": 2, "her2": 0, "cep17": 1}  # blue, red (orange probe), green
-_UNIT_UM = {
-    "µm": 1.0,
-    "μm": 1.0,
-    "um": 1.0,
-    "\\u00b5m": 1.0,
-    "micron": 1.0,
-    "microns": 1.0,
-    "micrometer": 1.0,
-    "micrometre": 1.0,
-    "nm": 1e-3,
-    "mm": 1e3,
-    "cm": 1e4,
-    "m": 1e6,
-    "inch": 25400.0,
-}
-_RESUNIT_UM = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}  # TIFF ResolutionUnit INCH, CM, (MM, UM)
-_DPI_DEFAULTS = (72.0, 96.0, 150.0, 300.0, 600.0)  # screen/print defaults, not physical
-_CHANNELS_HINT = (
-    "pass the mapping explicitly, e.g. --channels dapi=0,her2=1,cep17=2 on the command line "
-    "or channels='dapi=0,her2=1,cep17=2' (or a dict) in Python"
-)
-_MAP_FORMAT = (
-    "expected 'dapi=<channel>,her2=<channel>,cep17=<channel>' where <channel> is a 0-based "
-    "index or a channel name, e.g. 'dapi=0,her2=1,cep17=2' or 'dapi=Hoechst,her2=Orange,cep17=Green'"
-)
-_EXPECTED_AXES = (
-    "expected 3 or more channels as CYX, ZCYX or CZYX (OME-TIFF, ImageJ hyperstack or TIFF with "
-    "axes metadata) or an RGB image (YXS)"
-)
-
-
-class PixelSizeWarning(UserWarning):
-    """The pixel size is outside 0.03-0.2 µm/px, where the default parameters are reliable."""
-
-
-# ----------------------------------------------------------------------------- channel maps
-
-
-def parse_channel_map(text: str) -> dict[str, int | str]:
-    """Parse a channel map such as ``"dapi=0,her2=1,cep17=2"``.
-
-    Parameters
-    ----------
-    text : str
-        Comma-separated ``role=channel`` pairs for exactly the roles dapi, her2 and cep17
-        (case-insensitive). A channel is a 0-based index or a channel name, e.g. ``Hoechst``,
-        ``SpectrumOrange``, or ``red``/``green``/``blue`` for RGB images.
-
-    Returns
-    -------
-    dict
-        Role -> channel in role order; numeric values as int, others as str.
-
-    Raises
-    ------
-    ValueError
-        If an entry is not ``role=channel``, or a role is missing, repeated or unknown.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"channel map must be a string, got {type(text).__name__}")
-    pairs = []
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ValueError(
-                f"malformed channel map {text!r} (entry {item.strip()!r}); {_MAP_FORMAT}"
-            )
-        pairs.append((key, value))
-    return _check_channel_map(pairs, text)
-
-
-def _check_channel_map(pairs: Sequence[tuple[Any, Any]], shown: object) -> dict[str, int | str]:
-    result: dict[str, int | str] = {}
-    for key, value in pairs:
-        role = str(key).strip().lower()
-        if role not in CHANNEL_ROLES:
-            raise ValueError(
-                f"unknown role {str(key).strip()!r} in channel map {shown!r}; {_MAP_FORMAT}"
-            )
-        if role in result:
-            raise ValueError(f"role {role!r} given twice in channel map {shown!r}; {_MAP_FORMAT}")
-        if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-            value = int(value)
-        if isinstance(value, str) and value.strip():
-            result[role] = value.strip()
-        elif isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
-            result[role] = int(value)
-        else:
-            raise ValueError(f"invalid channel {value!r} for {role} in {shown!r}; {_MAP_FORMAT}")
-    missing = [r for r in CHANNEL_ROLES if r not in result]
-    if missing:
-        raise ValueError(f"channel map {shown!r} lacks {', '.join(missing)}; {_MAP_FORMAT}")
-    tokens = [v.casefold() if isinstance(v, str) else v for v in result.values()]
-    if len(set(tokens)) < len(tokens):
-        raise ValueError(f"two roles map to the same channel in {shown!r}; {_MAP_FORMAT}")
-    return {role: result[role] for role in CHANNEL_ROLES}
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-]+", "", name.casefold())
-
-
-def _channel_list(names: Sequence[str]) -> str:
-    return ", ".join(f"{i}: {n!r}" if n else f"{i}: (unnamed)" for i, n in enumerate(names))
-
-
-def _map_error(path: str, names: Sequence[str], reason: str) -> ValueError:
-    return ValueError(
-        f"cannot tell which channels of {path} are DAPI, HER2 and CEP17: {reason}. "
-        f"Channels found: {_channel_list(names)}. To fix, {_CHANNELS_HINT}."
-    )
-
-
-def _resolve_map(cmap: Mapping[str, int | str], names: Sequence[str], path: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for role, ch in cmap.items():
-        if isinstance(ch, int):
-            hits = [ch] if ch < len(names) else []
-        else:
-            hits = [i for i, n in enumerate(names) if n.casefold() == ch.casefold()]
-            hits = hits or [i for i, n in enumerate(names) if n and _norm(n) == _norm(ch)]
-        if len(hits) != 1:
-            what = "matches no channel" if not hits else f"matches channels {hits}"
-            raise _map_error(path, names, f"{role}={ch} {what}")
-        out[role] = hits[0]
-    if len(set(out.values())) < len(out):
-        raise _map_error(path, names, f"two roles map to the same channel ({out})")
-    return out
-
-
-def _assign_channels(
-    cmap: Mapping[str, int | str] | None, names: Sequence[str], is_rgb: bool, path: str
-) -> tuple[dict[str, int], str]:
-    """Role -> channel index, and how it was found ('argument', 'rgb' or 'names')."""
-    if cmap is not None:
-        return _resolve_map(cmap, names, path), "argument"
-    if is_rgb:
-        return dict(_RGB_DEFAULT), "rgb"
-    return _detect_roles(names, path), "names"
-
-
-def _detect_roles(names: Sequence[str], path: str) -> dict[str, int]:
-    if not any(names):
-        raise _map_error(path, names, "the channels are not named in the file")
-    out: dict[str, int] = {}
-    for role, aliases in _ALIASES.items():
-        keys = [_norm(a) for a in aliases]
-        hits = [i for i, n in enumerate(names) if n and any(k in _norm(n) for k in keys)]
-        if len(hits) != 1:
-            found = ", ".join(repr(names[i]) for i in hits)
-            reason = (
-                f"{len(hits)} channels look like {role.upper()} ({found})"
-                if hits
-                else (f"no channel name looks like {role.upper()} (known: {', '.join(aliases)})")
-            )
-            raise _map_error(path, names, reason)
-        out[role] = hits[0]
-    if len(set(out.values())) < len(out):
-        raise _map_error(path, names, "one channel name matches two roles")
-    return out
-
-
-# ----------------------------------------------------------------------------- file metadata
-
-
-def _to_um(value: Any, unit: Any) -> float | None:
-    """``value`` in ``unit`` as µm, or None when missing, non-positive or not a length unit."""
-    try:
-        value = float(value) * _UNIT_UM[str(unit).strip().lower()]
-    except (TypeError, ValueError, KeyError):
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
-def _ome_pixels(tf: tifffile.TiffFile) -> ET.Element | None:
-    if not tf.is_ome or not tf.ome_metadata:
-        return None
-    try:
-        return ET.fromstring(tf.ome_metadata).find("{*}Image/{*}Pixels")
-    except ET.ParseError:
-        return None
-
-
-def _channel_names(pixels: ET.Element | None, ij: dict | None, n: int) -> tuple[str, ...]:
-    if pixels is not None and len(channels := pixels.findall("{*}Channel")) == n:
-        return tuple((c.get("Name") or "").strip() for c in channels)
-    labels = (ij or {}).get("Labels")  # ImageJ slice labels, channel index fastest
-    if isinstance(labels, (list, tuple)) and len(labels) >= n:
-        return tuple(str(x).strip() for x in labels[:n])
-    return ("",) * n
-
-
-def _rational(tag: Any) -> float | None:
-    try:
-        value = tag.value[0] / tag.value[1] if isinstance(tag.value, tuple) else float(tag.value)
-    except (AttributeError, ZeroDivisionError, TypeError, ValueError, IndexError):
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
-def _file_pixel_size(
-    tf: tifffile.TiffFile, pixels: ET.Element | None, ij: dict | None
-) -> tuple[float | None, float | None, str | None]:
-    """(x_um, y_um, source) from OME PhysicalSize, ImageJ calibration or TIFF resolution."""
-    if pixels is not None:
-        x = _to_um(pixels.get("PhysicalSizeX"), pixels.get("PhysicalSizeXUnit", "µm"))
-        if x is not None:
-            return (
-                x,
-                _to_um(pixels.get("PhysicalSizeY"), pixels.get("PhysicalSizeYUnit", "µm")),
-                "ome",
-            )
-    tags = tf.pages.first.tags
-    xres, yres = _rational(tags.get("XResolution")), _rational(tags.get("YResolution"))
-    if xres is None or xres == 1:  # 1 pixel per unit is the writers' default, not a calibration
-        return None, None, None
-    factor, source = _to_um(1, (ij or {}).get("unit")), "imagej"
-    if factor is None:
-        unit = tags.get("ResolutionUnit")
-        factor, source = _RESUNIT_UM.get(int(unit.value) if unit is not None else 2), "resolution"
-        if factor is None or (factor == 25400.0 and xres in _DPI_DEFAULTS):
-            return None, None, None
-    return factor / xres, (factor / yres if yres else None), source
-
-
-def _z_step(pixels: ET.Element | None, ij: dict | None) -> float | None:
-    if pixels is not None and pixels.get("PhysicalSizeZ") is not None:
-        return _to_um(pixels.get("PhysicalSizeZ"), pixels.get("PhysicalSizeZUnit", "µm"))
-    return _to_um(ij.get("spacing"), ij.get("unit")) if ij else None
-
-
-def _check_pixel_size(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"pixel_size_um must be a number (µm per pixel), got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"pixel_size_um must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def _warn_pixel_size(pixel_size_um: float, source: str) -> None:
-    low, high = _RELIABLE_UM
-    if low <= pixel_size_um <= high:
-        return
-    why = "spots are under-sampled" if pixel_size_um > high else "nuclei are very large in pixels"
-    warnings.warn(
-        f"{source}: pixel size {pixel_size_um:g} µm/px is outside the reliable range "
-        f"{low}-{high} µm/px ({why}); check the pixel size and the spot/nucleus settings",
-        PixelSizeWarning,
-        stacklevel=3,
-    )
-
-
-# ----------------------------------------------------------------------------- axes
-
-
-def _plan_axes(axes: str, shape: tuple[int, ...], path: str) -> tuple[tuple[int, ...], str, bool]:
-    """Squeezed shape, its axes in Z/C/Y/X letters and whether it is RGB; raise if unsupported."""
-    found = f"{path} has axes {axes!r} with shape {shape}"
-    keep = [i for i, (a, n) in enumerate(zip(axes, shape, strict=True)) if a in "YX" or n != 1]
-    sq_axes, sq_shape = "".join(axes[i] for i in keep), tuple(shape[i] for i in keep)
-    if "T" in sq_axes:
-        n_t = sq_shape[sq_axes.index("T")]
-        raise ValueError(f"{found}: {n_t} time points, but only one time point is supported")
-    if len(sq_shape) == 3 and sq_axes[1:] == "YX" and sq_axes[0] in "IQS":
-        # 3-D TIFF without axis information: (3, Y, X) is CYX, (Y, X, 3) is RGB.
-        sq_axes = "YXS" if sq_shape[0] != 3 and sq_shape[2] == 3 else "CYX"
-    is_rgb = sq_axes.endswith("S") and sq_shape[-1] == 3 and "C" not in sq_axes
-    if "S" in sq_axes and "C" in sq_axes:
-        raise ValueError(f"{found}: both a sample (S) and a channel (C) axis; {_EXPECTED_AXES}")
-    sq_axes = sq_axes.replace("S", "C")
-    if set(sq_axes) - set("ZCYX") or len(set(sq_axes)) != len(sq_axes) or "YX" not in sq_axes:
-        raise ValueError(f"{found}: unsupported axes; {_EXPECTED_AXES}")
-    if "C" not in sq_axes:
-        raise ValueError(f"{found}: a single-channel image; {_EXPECTED_AXES}")
-    return sq_shape, sq_axes, is_rgb
-
-
-def _to_zcyx(data: np.ndarray, shape: tuple[int, ...], axes: str) -> np.ndarray:
-    data = data.reshape(shape)
-    if "Z" not in axes:
-        data, axes = data[np.newaxis], "Z" + axes
-    return data.transpose([axes.index(a) for a in "ZCYX"])
 
 
 # ----------------------------------------------------------------------------- readers
