@@ -257,7 +257,9 @@ def test_dim_singles_found_by_the_second_threshold_level_without_false_positives
 def test_matched_filter_level_finds_dim_singles_on_textured_background():
     # Peaks of ~4 noise SDs on autofluorescence-like texture (blobs of 5 px, +-15 counts): the
     # second level's matched filter (zero-mean PSF) is blind to the texture that a plain
-    # smoothing passes: 40 of 60 found with a Gaussian-smoothed matched filter, 47 with this.
+    # smoothing passes: 40 of 60 found with a Gaussian-smoothed matched filter, 47 with this;
+    # 44 since a lone maximum must also pass the matched filter and not read broader than a
+    # single (three singles sit on texture bumps of about their own height).
     from scipy import ndimage as ndi
     from scipy.spatial import cKDTree
 
@@ -271,7 +273,7 @@ def test_matched_filter_level_finds_dim_singles_on_textured_background():
     img = rng.poisson(img) + rng.normal(0, 4, img.shape)
     table = detect_spots(img, pixel_size_um=PX)
     d, _ = cKDTree(pts).query(table[["y", "x"]].to_numpy())
-    assert (d <= 3).sum() >= 45 and (d > 3).sum() <= 2
+    assert (d <= 3).sum() >= 44 and (d > 3).sum() <= 2
 
 
 def test_fixed_levels_reproduce_the_measured_ones_and_change_the_objects(singles_and_clusters):

@@ -97,3 +97,29 @@ def test_local_detector_maxima_are_among_the_resolved_maxima():
     local = spots_local.find_maxima(img, pixel_size_um=PX)
     assert len(local) > 20
     assert set(zip(local.y, local.x, strict=True)) <= set(zip(resolved.y, resolved.x, strict=True))
+
+
+def test_broad_blobs_are_not_resolved_on_their_own():
+    # Autofluorescence-like blobs (sigma 3 px, 2.5 x a single's PSF) strong enough for the
+    # signal-scale threshold but with no fine-scale maximum: the lone-maximum path does not
+    # resolve them (their LoG answers more at twice the signal scale); the singles all stay.
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:480, :480]
+    img, singles, blobs = np.zeros((480, 480)), [], []
+    for i in range(10):
+        for j in range(10):
+            cy, cx = 24 + 48 * i + rng.uniform(-2, 2), 24 + 48 * j + rng.uniform(-2, 2)
+            if (i + j) % 3 == 0:
+                img += 40 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 3.0**2))
+                blobs.append((cy, cx))
+            else:
+                _gaussian(img, cy, cx, 10 * NOISE * 2 * np.pi * SIGMA**2)
+                singles.append((cy, cx))
+    img = img + 300 + rng.normal(0, NOISE, img.shape)
+    accepted = find_maxima(img, pixel_size_um=PX)[["y", "x"]].to_numpy()
+    resolved = find_maxima(img, pixel_size_um=PX, resolved=True)[["y", "x"]].to_numpy()
+    assert (cKDTree(accepted).query(blobs)[0] <= 2).sum() >= 15  # the global level passes them
+    assert (cKDTree(resolved).query(blobs)[0] <= 2).sum() == 0
+    assert (cKDTree(resolved).query(singles)[0] <= 2).all() and len(resolved) == len(singles)

@@ -22,7 +22,10 @@ Method
    autofluorescence and uneven illumination each get their own noise level) and reach
    ``FINE_RELATIVE`` x the typical one; an accepted maximum with none within one signal
    diameter is resolved itself when it also stands ``LONE_TILE_K`` tile SDs out (or came from
-   the second level) and reaches ``LONE_RELATIVE`` x the typical accepted response.
+   the second level), reaches ``LONE_RELATIVE`` x the typical accepted response, passes the
+   second level's matched-filter test (``MATCHED_K``) and is no broader than a single (its
+   scale-normalised LoG at ``LONE_BROAD_SCALE`` x the signal scale is not larger): bumps of
+   autofluorescence texture and debris are not signals.
    ``find_maxima(..., resolved=True)`` returns them. A local background (grey opening wider
    than the largest cluster, then smoothed) is subtracted; the connected regions of the smoothed
    foreground above ``OBJECT_K`` noise SDs that hold a resolved maximum are split into one watershed basin per

@@ -20,6 +20,7 @@ __all__ = [
     "FINE_RELATIVE",
     "FINE_SIGMA_FRACTION",
     "LOCAL_LOW_K",
+    "LONE_BROAD_SCALE",
     "LONE_RELATIVE",
     "LONE_TILE_K",
     "LOW_K",
@@ -53,13 +54,21 @@ TILE_UM = 4.8
 #: when it is LONE_TILE_K robust SDs above the median of its tile (or came from the second
 #: level) and at least LONE_RELATIVE x the typical tile-level response of the accepted maxima.
 LONE_TILE_K, LONE_RELATIVE = 5.0, 0.4
+#: ... and (auto threshold) when it looks like one signal: the matched filter stands MATCHED_K
+#: robust SDs above the median of its tile (the evidence the second level asks for), and the
+#: scale-normalised LoG at LONE_BROAD_SCALE x the signal scale (its maximum within one signal
+#: radius) does not exceed the response at the signal scale: the blob is no broader than a
+#: Gaussian of sigma one signal radius (a single's PSF is 0.3 diameters), not a patch of
+#: autofluorescence texture or debris.
+LONE_BROAD_SCALE = 2.0
 #: Local background: opening width (micrometres), wider than the largest cluster.
 BACKGROUND_UM = 2.5
 
 
 def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
     """Accepted LoG maxima (steps 1-3), the flattened image, the threshold attrs and the LoG's
-    :class:`_TileStats` (None when the second level did not need them)."""
+    :class:`_TileStats` and the :class:`_Matched` filter (each None when the second level did not
+    need it)."""
     radius_px = 0.5 * spot_diameter_um / pixel_size_um
     sigma = max(radius_px / np.sqrt(2.0), 0.5)
     log = -filters.gaussian_laplace(img, sigma) * np.float32(sigma**2)
@@ -87,6 +96,7 @@ def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
     peaks = is_max & (log > thr)
     second = np.zeros(peaks.shape, bool)
     tiles = None
+    matched = None
     if threshold is None and LOW_K < THRESHOLD_K:
         # Two-level auto threshold: a weaker maximum (LOW_K SDs of the LoG) is kept when, against
         # the noise around it, both the LoG and the matched filter (correlation with the
@@ -109,16 +119,51 @@ def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
         if wy.size:
             ok = _local_z(log, wy, wx, bg_size) >= LOCAL_LOW_K
             psf_sigma = max(PSF_FRACTION * spot_diameter_um / pixel_size_um, 0.5)
-            matched = filters.maximum_filter(filters.matched_filter(img, psf_sigma), size=3)
-            m_med, m_sd = _TileStats(matched, region, tile)(wy, wx)
-            ok &= matched[wy, wx] - m_med >= MATCHED_K * m_sd
+            matched = _Matched(img, region, psf_sigma=psf_sigma, tile=tile)
+            m_med, m_sd = matched.stats(wy, wx)
+            ok &= matched.values[wy, wx] - m_med >= MATCHED_K * m_sd
             peaks[wy[ok], wx[ok]] = True
             second[wy[ok], wx[ok]] = True
             attrs["threshold_method"] = method + (
                 f"; or {LOW_K:g} SDs with the LoG {LOCAL_LOW_K:g} and the matched filter {MATCHED_K:g} "
                 "local robust SDs above their local medians"
             )
-    return peaks, second, log, flat, attrs, tiles
+    return peaks, second, log, flat, attrs, tiles, matched
+
+
+class _Matched:
+    """The matched filter (correlation with the zero-mean PSF, maximum over 3 x 3 pixels) and its
+    per-tile median and robust SD, computed once per image."""
+
+    def __init__(self, img: np.ndarray, region: np.ndarray, *, psf_sigma: float, tile: int):
+        self.values = filters.maximum_filter(filters.matched_filter(img, psf_sigma), size=3)
+        self.stats = _TileStats(self.values, region, tile)
+
+    def passes(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """Whether the matched filter stands MATCHED_K tile SDs above its tile median."""
+        med, sd = self.stats(ys, xs)
+        return self.values[ys, xs] - med >= MATCHED_K * sd
+
+
+def _not_broad(
+    img: np.ndarray, log: np.ndarray, ys: np.ndarray, xs: np.ndarray, sigma: float, radius_px: float
+) -> np.ndarray:
+    """Whether each maximum's scale-normalised LoG at ``LONE_BROAD_SCALE`` x ``sigma`` (its
+    maximum within one signal radius) stays at or below the response ``log`` at ``sigma``.
+
+    For a Gaussian blob of sigma s the scale-normalised LoG response at scale t is proportional
+    to t^2 / (s^2 + t^2)^2, so the two responses are equal at s^2 = LONE_BROAD_SCALE x sigma^2
+    (one signal radius for the default sigma = radius / sqrt(2)); broader blobs answer more at
+    the larger scale.
+    """
+    ys, xs = np.asarray(ys, int), np.asarray(xs, int)
+    if ys.size == 0:
+        return np.ones(0, bool)
+    big = LONE_BROAD_SCALE * sigma
+    wide = -filters.gaussian_laplace(img, big) * np.float32(big**2)
+    reach = max(int(round(radius_px)), 1)
+    near = filters.maximum_filter(wide, size=2 * reach + 1)
+    return near[ys, xs] <= log[ys, xs]
 
 
 def _disk(radius: float) -> np.ndarray:
@@ -161,7 +206,7 @@ def _resolve(img, *, pixel_size_um, spot_diameter_um, threshold, region, resolve
     """
     radius_px = 0.5 * spot_diameter_um / pixel_size_um
     sigma = max(radius_px / np.sqrt(2.0), 0.5)
-    peaks, second, found_log, flat, attrs, tiles = _peaks(
+    peaks, second, found_log, flat, attrs, tiles, matched = _peaks(
         img, pixel_size_um=pixel_size_um, spot_diameter_um=spot_diameter_um, threshold=threshold, region=region
     )
     bg_size = max(int(round(BACKGROUND_UM / pixel_size_um)) | 1, 3)
@@ -211,6 +256,18 @@ def _resolve(img, *, pixel_size_um, spot_diameter_um, threshold, region, resolve
         strict = amp_c >= THRESHOLD_K * c_sd
         typical = robust_mode(amp_c[strict]) if strict.sum() >= MIN_SEEDS else 0.0
         lone &= (local_ok | second[peak_y, peak_x]) & (amp_c >= LONE_RELATIVE * typical)
+        # ... and when it looks like one signal: the matched filter (the optimal detector of the
+        # PSF) stands out of its tile as the second level requires, and the blob is no broader
+        # than a single (autofluorescence texture and debris are broad).
+        if lone.any():
+            if matched is None:
+                psf_sigma = max(PSF_FRACTION * spot_diameter_um / pixel_size_um, 0.5)
+                matched = _Matched(img, region, psf_sigma=psf_sigma, tile=tile)
+            idx = np.flatnonzero(lone)
+            keep = matched.passes(peak_y[idx], peak_x[idx])
+            sel = idx[keep]
+            keep[keep] = _not_broad(img, log, peak_y[sel], peak_x[sel], sigma, radius_px)
+            lone[idx] = keep
     ry, rx = np.concatenate([fy, peak_y[lone]]), np.concatenate([fx, peak_x[lone]])
     # Objects that hold a resolved maximum; one outside any object is a one-pixel object.
     r_obj = objects[ry, rx]
