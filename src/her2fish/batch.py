@@ -7,6 +7,10 @@ the end, followed by run.json. A batch that stops for any reason (``kill -9``, p
 disk full) is continued with ``resume=True`` (``--resume``): images already scored from the
 same input file (SHA-256) with the same parameters are not scored again, and every image ends
 up exactly once in the tables. A lock file keeps a second batch out of the same folder.
+
+This module runs a batch (:func:`run_batch`); the inputs and what a resume keeps are found by
+:mod:`her2fish.batch_jobs`, the cases by :mod:`her2fish.batch_cases`, the images are scored by
+:mod:`her2fish.batch_exec`, and the output folder is kept by :mod:`her2fish.batch_store`.
 """
 
 from __future__ import annotations
@@ -23,26 +27,25 @@ from typing import Any
 
 import pandas as pd
 
+from .batch_cases import _add_cases, _case_map
 from .batch_exec import ImageJob, dask_client, require_dask, run_jobs, show
+from .batch_jobs import _latest_entries, _previous, _unchanged, find_images
 from .batch_lock import OutputLock, OutputLockedError
 from .batch_store import (
     CASE_TABLES,
     EXPORTS_DIR,
     BatchError,
     OutputFolder,
-    file_sha256,
     fingerprint,
-    parameter_differences,
     parameter_set,
     pause_point,
     run_record,
 )
-from .cases import CaseInfo, case_from_name, score_cases
+from .cases import CaseInfo
 from .config import resolve_rules
 from .export import require_parquet, write_json
 from .interop import EXPORTS, IMAGE_EXPORTS
 from .io import SUPPORTED_SUFFIXES
-from .journal import JOURNAL_NAME
 from .models import PipelineConfig
 from .tiling import DEFAULT_TILING, tiling_options
 
@@ -82,134 +85,10 @@ class BatchResult:
         return int((self.images["status"] == "error").sum())
 
 
-def _is_supported(path: Path) -> bool:
-    return path.suffix.lower() in SUPPORTED_SUFFIXES and not path.name.startswith(".")
-
-
-def find_images(inputs: Sequence[str | os.PathLike | ImageJob]) -> list[ImageJob]:
-    """Expand files and folders into a sorted, de-duplicated list of image jobs.
-
-    Folders are searched recursively (symlinked folders are not followed, so a link loop
-    cannot hang the search; hidden files and folders are skipped). Images found in a folder
-    are named by their path relative to it, so equal file names in different sub-folders stay
-    distinct. A path that does not exist is kept as a job, so that it is reported as an error
-    row instead of vanishing. An :class:`ImageJob` is taken as given (a name of your choice,
-    e.g. a case ID, for one file).
-    """
-    if isinstance(inputs, (str, os.PathLike, ImageJob)):
-        inputs = [inputs]
-    jobs: list[ImageJob] = []
-    seen: set[str] = set()
-    names: set[str] = set()
-
-    def add(name: str, path: Path) -> None:
-        key = os.path.realpath(path)
-        if key in seen:
-            return
-        seen.add(key)
-        # A file name that is not valid UTF-8 (e.g. Latin-1 bytes) cannot go into UTF-8
-        # tables: name it with U+FFFD in their place; the path keeps the real bytes.
-        name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        unique, k = name, 2
-        while unique in names:
-            unique, k = f"{name}#{k}", k + 1
-        names.add(unique)
-        jobs.append(ImageJob(unique, path))
-
-    for item in inputs:
-        if isinstance(item, ImageJob):
-            if not isinstance(item.name, str) or not item.name:
-                raise ValueError(f"an ImageJob needs a non-empty name, got {item.name!r}")
-            add(item.name, Path(item.path))
-            continue
-        root = Path(item)
-        if root.is_dir() and root.suffix.lower() != ".zarr":
-            found: list[Path] = []
-            for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                # An OME-Zarr image is a folder: take it as one image, do not descend.
-                zarr = [d for d in dirnames if d.lower().endswith(".zarr")]
-                dirnames[:] = [d for d in dirnames if d not in zarr]
-                found.extend(Path(dirpath) / d for d in zarr)
-                found.extend(Path(dirpath) / f for f in filenames if _is_supported(Path(f)))
-            for path in sorted(found, key=lambda p: p.relative_to(root).as_posix()):
-                add(path.relative_to(root).as_posix(), path)
-        else:
-            add(root.name, root)
-    return jobs
-
-
 def _reason(exc: OSError) -> str:
     if exc.strerror and exc.filename:
         return f"{exc.strerror}: {exc.filename}"
     return str(exc) or type(exc).__name__
-
-
-def _previous(
-    folder: OutputFolder, params: dict[str, Any], fp: str, *, resume: bool, overwrite: bool
-) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """Check the folder's earlier results against the mode; return the latest entry per image.
-
-    Also returns when the run being resumed first started.
-    """
-    found = folder.existing()
-    if overwrite:
-        if found:
-            log.info("--overwrite: removing the results of an earlier run: %s", ", ".join(found))
-        folder.clear()
-        return {}, None
-    if not resume:
-        if found:
-            raise BatchError(
-                f"{folder.path} already holds her2fish results ({', '.join(found)}). Run again "
-                "with --resume to continue or extend that run, with --overwrite to replace it, "
-                "or choose another --out."
-            )
-        return {}, None
-    if not folder.journal.exists():
-        if found:
-            raise BatchError(
-                f"cannot resume in {folder.path}: it has results ({', '.join(found)}) but no "
-                f"{JOURNAL_NAME} (written by an older her2fish, or deleted). Use --overwrite to "
-                "score everything again, or choose another --out."
-            )
-        log.info("nothing to resume in %s; starting a new run", folder.path)
-        return {}, None
-    try:
-        entries, problems = folder.journal.read()
-    except ValueError as exc:
-        raise BatchError(str(exc)) from exc
-    for problem in problems:
-        log.warning("%s", problem)
-    starts = [e for e in entries if e.get("event") == "start"]
-    if starts and starts[0].get("params") != fp:
-        diffs = parameter_differences(starts[0].get("parameters") or {}, params)
-        raise BatchError(
-            f"cannot resume in {folder.path} with different parameters:\n  "
-            + "\n  ".join(diffs[:12] or ["(the parameter set changed)"])
-            + "\nResume with the options of the first run, use --overwrite to score everything "
-            "again with the new ones, or choose another --out."
-        )
-    latest = {
-        e["image"]: e
-        for e in entries
-        if e.get("event") == "image" and e.get("params") == fp and isinstance(e.get("image"), str)
-    }
-    return latest, (starts[0].get("started_utc") if starts else None)
-
-
-def _unchanged(job: ImageJob, entry: Mapping[str, Any], folder: OutputFolder) -> bool:
-    """An earlier result can be kept: scored, same input bytes, part files intact."""
-    if entry.get("status") != "ok" or not entry.get("sha256"):
-        return False  # failed images are tried again
-    try:
-        same = file_sha256(job.path) == entry["sha256"]
-    except OSError:
-        return False
-    if same and not folder.parts_ok(entry):
-        log.warning("the saved result of %s is damaged or missing; scoring it again", show(job.name))
-        return False
-    return same
 
 
 def _log_image(record: Mapping[str, Any], entry: Mapping[str, Any]) -> None:
@@ -385,79 +264,6 @@ def run_batch(
         files["tiles"] = folder.table("tiles")
     return BatchResult(images=images, cells=cells, spots=spots, out_dir=folder.path,
                        files=files, n_resumed=n_resumed, tiles=folder.tiles)
-
-
-def _case_map(jobs: Sequence[ImageJob], samples: Mapping[Path, CaseInfo] | None) -> dict[str, CaseInfo]:
-    """Image name -> case, from the sample sheet where it lists the image."""
-    if not samples:
-        return {}
-    by_path = {Path(p).resolve(): info for p, info in samples.items()}
-    out = {}
-    for job in jobs:
-        info = by_path.get(Path(job.path).resolve())
-        if info is not None:
-            out[job.name] = info
-    return out
-
-
-def _add_cases(
-    tables: dict[str, pd.DataFrame],
-    case_of: Mapping[str, CaseInfo],
-    config: PipelineConfig,
-    folder: OutputFolder,
-    exports: Sequence[str],
-) -> dict[str, pd.DataFrame]:
-    """Pool images into cases; add ``case_id`` to the tables; return the case tables."""
-    images, cells, spots = tables["images"], tables["cells"], tables["spots"]
-    cases, fields = score_cases(images, cells, case_of, n_bootstrap=config.n_bootstrap,
-                                seed=config.seed)
-    case_id = {name: (case_of.get(name) or CaseInfo(case_from_name(name))).case_id
-               for name in images["image"]}
-    for frame in (images, cells, spots):
-        frame["case_id"] = frame["image"].map(case_id) if len(frame) else pd.Series(dtype=object)
-    populations = _populations(images, cells, config)
-    if "xlsx" in exports:
-        from .interop import write_excel_summary
-
-        write_excel_summary(images, folder.path / EXPORTS_DIR / "summary.xlsx", cases=cases)
-    return {"cases": cases, "case_fields": fields, "populations": populations}
-
-
-def _populations(images: pd.DataFrame, cells: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
-    """Per image: contiguous amplified populations scored separately (rule H1).
-
-    Adds ``pct_cells_amplified`` and ``heterogeneous_region`` to ``images`` and returns one
-    row per population (see :func:`her2fish.heterogeneity.find_populations`).
-    """
-    from .heterogeneity import find_populations
-
-    rules = resolve_rules(config)
-    rows, pct, het = [], [], []
-    for row in images.to_dict(orient="records"):
-        part = cells[cells["image"] == row["image"]] if len(cells) else cells
-        px = row.get("pixel_size_um")
-        if row["status"] != "ok" or not len(part) or px is None or pd.isna(px):
-            pct.append(None)
-            het.append(None)
-            continue
-        result = find_populations(part, pixel_size_um=float(px), rules=rules, n_bootstrap=0)
-        pct.append(result.pct_cells_amplified if pd.notna(result.pct_cells_amplified) else None)
-        het.append(result.heterogeneous)
-        for pop in result.populations.to_dict(orient="records"):
-            rows.append({"image": row["image"], "case_id": row.get("case_id"), **pop})
-    images["pct_cells_amplified"] = pd.array(pct, dtype="Float64")
-    images["heterogeneous_region"] = pd.array(het, dtype="boolean")
-    columns = ["image", "case_id", "population", "n_cells", "fraction", "n_cells_scored",
-               "mean_her2_per_cell", "mean_cep17_per_cell", "her2_cep17_ratio",
-               "pct_cells_ratio_ge_2", "asco_cap_2018_group", "provisional_asco_cap_2018_group",
-               "gcn_ge_20"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def _latest_entries(folder: OutputFolder) -> list[dict[str, Any]]:
-    """The newest journal entry of every image (those of other inputs included)."""
-    entries, _ = folder.journal.read()
-    return list({e["image"]: e for e in entries if e.get("event") == "image"}.values())
 
 
 def _prepare_and_score(
