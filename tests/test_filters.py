@@ -105,3 +105,32 @@ def test_matched_filter_is_the_correlation_with_the_zero_mean_psf(image):
 def test_bad_arguments_say_what_is_wrong(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("mode", ["reflect", "mirror", "nearest"])
+def test_gaussian_laplace_at_points_equals_the_whole_image_filter(mode):
+    # Windows around points anywhere (edges and corners included) and on an image smaller than
+    # the kernel (the border extends it several times over) equal scipy's whole-image filter.
+    rng = np.random.default_rng(3)
+    for shape, sigma, half in (((60, 45), 2.83, 2), ((7, 5), 2.0, 1)):
+        img = rng.normal(100, 10, shape)
+        full = np.pad(ndi.gaussian_laplace(img, sigma, mode=mode), half, mode="constant", constant_values=np.nan)
+        ys = np.r_[0, shape[0] - 1, rng.integers(0, shape[0], 20)]
+        xs = np.r_[shape[1] - 1, 0, rng.integers(0, shape[1], 20)]
+        got = filters.gaussian_laplace_at(img, sigma, ys, xs, half=half, mode=mode)
+        assert got.shape == (ys.size, 2 * half + 1, 2 * half + 1)
+        for k, (y, x) in enumerate(zip(ys, xs, strict=True)):
+            want = full[y : y + 2 * half + 1, x : x + 2 * half + 1]
+            inside = np.isfinite(want)  # window pixels inside the image
+            np.testing.assert_allclose(got[k][inside], want[inside], rtol=1e-9, atol=1e-9)
+
+
+def test_gaussian_laplace_at_validates_its_input():
+    img = np.zeros((9, 9))
+    with pytest.raises(ValueError, match="same length"):
+        filters.gaussian_laplace_at(img, 1.0, np.array([1, 2]), np.array([1]))
+    with pytest.raises(ValueError, match="half"):
+        filters.gaussian_laplace_at(img, 1.0, np.array([1]), np.array([1]), half=-1)
+    with pytest.raises(ValueError, match="sigma"):
+        filters.gaussian_laplace_at(img, 0.0, np.array([1]), np.array([1]))
+    assert filters.gaussian_laplace_at(img, 1.0, np.array([], int), np.array([], int)).shape == (0, 1, 1)
