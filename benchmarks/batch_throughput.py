@@ -3,12 +3,14 @@
 Usage::
 
     python benchmarks/batch_throughput.py [--copies N] [--sample PATH | --size PX] [--workers 1 2] [--dask]
+                                          [--repeat R]
 
 Copies one sample image N times (default 12 copies of sample_images/04_amplified.ome.tif) into
 a temporary folder and scores the folder with ``her2fish.batch.run_batch`` once per worker
 count, each into a fresh output folder, timing the whole call (worker start-up, scoring,
-saving each result, assembling the tables). Prints a table: workers, seconds, images/s,
-speed-up over the first row, and the machine (CPU count, load average before the run).
+saving each result, assembling the tables). Prints a table: workers, seconds (median of
+``--repeat`` rounds, which interleave the runs, and their range), images/s, speed-up over the
+first row, and the machine (CPU count, load average before the run).
 With ``--dask`` a LocalCluster run with the largest worker count is added. ``--size 2048``
 copies a generated 2048 x 2048 amplified field (about 200 nuclei, the size of a camera field)
 instead of the 768 x 768 sample, on which worker start-up and the main process' per-image
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -67,10 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                         help="worker counts to time (default: 1 2)")
     parser.add_argument("--dask", action="store_true", help="also time --dask local")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of all runs; the table shows the median (default: 1)")
     args = parser.parse_args(argv)
     keep_freed_memory()  # as the her2fish command does (see the docstring)
-    if args.copies < 1 or min(args.workers) < 1:
-        parser.error("--copies and --workers must be >= 1")
+    if args.copies < 1 or min(args.workers) < 1 or args.repeat < 1:
+        parser.error("--copies, --workers and --repeat must be >= 1")
 
     if args.size is not None and args.size < 256:
         parser.error("--size must be >= 256 pixels")
@@ -87,20 +92,22 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copy(args.sample, inputs / f"copy_{i:03d}.ome.tif")
         print(f"{args.copies} copies of {args.sample.name}; {os.cpu_count()} CPUs; "
               f"load average before: {_load()}; Python {sys.version.split()[0]}")
-        rows = []
-        for workers in args.workers:
-            seconds = _time_run(inputs, Path(tmp) / f"out_w{workers}", workers=workers)
-            rows.append((f"processes, workers={workers}", seconds))
+        runs = [(f"processes, workers={w}", {"workers": w}) for w in args.workers]
         if args.dask:
-            workers = max(args.workers)
-            seconds = _time_run(inputs, Path(tmp) / "out_dask", workers=workers, dask="local")
-            rows.append((f"dask local, workers={workers}", seconds))
+            runs.append((f"dask local, workers={max(args.workers)}", {"workers": max(args.workers), "dask": "local"}))
+        times: dict[str, list[float]] = {name: [] for name, _ in runs}
+        for rep in range(args.repeat):  # rounds interleave the runs, so drifting load hits all alike
+            for i, (name, options) in enumerate(runs):
+                times[name].append(_time_run(inputs, Path(tmp) / f"out_{rep}_{i}", **options))
         print(f"load average after: {_load()}\n")
-        base = rows[0][1]
-        print(f"{'run':<26} | {'seconds':>8} | {'images/s':>8} | {'speed-up':>8}")
-        print(f"{'-' * 26}-|-{'-' * 8}-|-{'-' * 8}-|-{'-' * 8}")
-        for name, seconds in rows:
-            print(f"{name:<26} | {seconds:8.2f} | {args.copies / seconds:8.2f} | {base / seconds:8.2f}")
+        median = {name: statistics.median(ts) for name, ts in times.items()}
+        base = median[runs[0][0]]
+        print(f"{'run':<26} | {'seconds':>8} | {'min-max':>13} | {'images/s':>8} | {'speed-up':>8}")
+        print(f"{'-' * 26}-|-{'-' * 8}-|-{'-' * 13}-|-{'-' * 8}-|-{'-' * 8}")
+        for name, _ in runs:
+            spread = f"{min(times[name]):.1f}-{max(times[name]):.1f}"
+            print(f"{name:<26} | {median[name]:8.2f} | {spread:>13} | {args.copies / median[name]:8.2f} | "
+                  f"{base / median[name]:8.2f}")
     return 0
 
 
