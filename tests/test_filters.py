@@ -134,3 +134,23 @@ def test_gaussian_laplace_at_validates_its_input():
     with pytest.raises(ValueError, match="sigma"):
         filters.gaussian_laplace_at(img, 0.0, np.array([1]), np.array([1]))
     assert filters.gaussian_laplace_at(img, 1.0, np.array([], int), np.array([], int)).shape == (0, 1, 1)
+
+
+def test_binary_morphology_and_distance_equal_scipy():
+    # Cross-shaped dilation and erosion (both border values) and the exact EDT, borders included.
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        shape = tuple(int(v) for v in rng.integers(1, 120, 2))
+        mask = ndi.gaussian_filter(rng.random(shape), 2) > 0.5
+        for it in (1, 2, 3):
+            np.testing.assert_array_equal(filters.binary_dilation(mask, iterations=it),
+                                          ndi.binary_dilation(mask, iterations=it))  # fmt: skip
+            for border in (0, 1):
+                np.testing.assert_array_equal(filters.binary_erosion(mask, iterations=it, border_value=border),
+                                              ndi.binary_erosion(mask, iterations=it, border_value=border))  # fmt: skip
+        np.testing.assert_array_equal(filters.distance_transform_edt(mask),
+                                      ndi.distance_transform_edt(mask).astype(np.float32))  # fmt: skip
+    with pytest.raises(ValueError, match="iterations"):
+        filters.binary_dilation(np.ones((3, 3), bool), iterations=0)
+    with pytest.raises(ValueError, match="border_value"):
+        filters.binary_erosion(np.ones((3, 3), bool), border_value=2)

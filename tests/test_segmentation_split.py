@@ -98,17 +98,3 @@ def test_integer_block_mean_and_repeat_equal_the_plain_versions():
     assert not _integral(np.zeros(3, np.float32), 3)
     assert not _integral(np.zeros(3, np.uint32), 3)  # sums could exceed float32's integers
 
-
-def test_opencv_morphology_and_distance_equal_scipy():
-    # The edge band (OpenCV dilation and erosion with the cross) and the touching-nuclei EDT
-    # (OpenCV's exact transform) are scipy.ndimage's, borders included.
-    from her2fish.segmentation_split import _dilate, _edt, _erode
-
-    rng = np.random.default_rng(7)
-    for _ in range(40):
-        shape = tuple(int(v) for v in rng.integers(5, 120, 2))
-        mask = ndi.gaussian_filter(rng.random(shape), 2) > 0.5
-        for it in (1, 2, 3):
-            np.testing.assert_array_equal(_dilate(mask, it), ndi.binary_dilation(mask, iterations=it))
-            np.testing.assert_array_equal(_erode(mask, it), ndi.binary_erosion(mask, iterations=it, border_value=1))
-        np.testing.assert_array_equal(_edt(mask), ndi.distance_transform_edt(mask).astype(np.float32))

@@ -6,13 +6,14 @@ down-sampled working scale. ``flat`` is the smoothed, background-subtracted DAPI
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 from skimage.morphology import disk
 from skimage.segmentation import watershed
+
+from . import filters
 
 __all__ = [
     "disc_offsets",
@@ -43,29 +44,6 @@ _LEVEL_PERCENTILE = 75  # DAPI level of a nucleus (edge at ``edge_level`` times 
 _GROW_FRACTION = 0.5  # nuclei grow at most into pixels above this fraction of the threshold
 
 
-_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
-
-
-def _edt(mask: np.ndarray) -> np.ndarray:
-    """``ndi.distance_transform_edt(mask).astype(np.float32)``, by OpenCV's exact transform.
-
-    OpenCV takes the square root in float32 (one ulp off scipy's now and then); the squared
-    distances are integers, so they are recovered and rooted as scipy does.
-    """
-    d = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return np.sqrt(np.rint(np.square(d, dtype=np.float64))).astype(np.float32)
-
-
-def _dilate(mask: np.ndarray, iterations: int) -> np.ndarray:
-    """``ndi.binary_dilation(mask, iterations=iterations)`` (cross, outside = False), by OpenCV."""
-    return cv2.dilate(mask.astype(np.uint8), _CROSS, iterations=iterations, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
-
-
-def _erode(mask: np.ndarray, iterations: int) -> np.ndarray:
-    """``ndi.binary_erosion(mask, iterations=iterations, border_value=1)`` (cross), by OpenCV."""
-    return cv2.erode(mask.astype(np.uint8), _CROSS, iterations=iterations, borderType=cv2.BORDER_CONSTANT, borderValue=1) > 0
-
-
 # --- touching nuclei: distance-transform watershed ------------------------------------------
 
 
@@ -75,7 +53,7 @@ def split_touching(mask: np.ndarray, min_d_px: float) -> np.ndarray:
     Seeds are EDT maxima; neighbouring seeds stay apart when the saddle between them is a waist
     (see :func:`_merge_shallow`). Shape only: chromatin texture mimics dark creases.
     """
-    dist = _edt(mask)
+    dist = filters.distance_transform_edt(mask)
     dist = ndi.gaussian_filter(dist, max(1.0, 0.1 * min_d_px))
     size = 2 * max(1, round(min_d_px / 4)) + 1  # local maxima within a quarter diameter
     peaks = (dist == ndi.maximum_filter(dist, size=size)) & mask & (dist > 0)
@@ -304,8 +282,8 @@ def edge_levels(labels: np.ndarray, flat: np.ndarray, band_px: int) -> np.ndarra
     inside = labels > 0
     value = np.zeros(n + 1)
     for _ in range(2):
-        band = (reach > 0) & _dilate(inside, band_px)
-        band &= ~_erode(inside, band_px)
+        band = (reach > 0) & filters.binary_dilation(inside, iterations=band_px)
+        band &= ~filters.binary_erosion(inside, iterations=band_px, border_value=1)
         band &= ridge
         ids, g, v = reach[band], grad[band], flat[band]
         strong = g >= _RIDGE_MIN * _group_quantile(ids, g, 1.0, n)[ids]
