@@ -123,3 +123,25 @@ def test_broad_blobs_are_not_resolved_on_their_own():
     assert (cKDTree(accepted).query(blobs)[0] <= 2).sum() >= 15  # the global level passes them
     assert (cKDTree(resolved).query(blobs)[0] <= 2).sum() == 0
     assert (cKDTree(resolved).query(singles)[0] <= 2).all() and len(resolved) == len(singles)
+
+
+def test_aperture_neighbourhoods_equal_the_nearest_label_transform():
+    # The photometry's sparse nearest-seed search gives nearest_labels' labels and distances
+    # (ties included) at every pixel within reach, and nothing else; seeds touch the borders.
+    from her2fish.segmentation_split import nearest_labels
+    from her2fish.spots_photometry import _near_seeds
+
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        shape = tuple(int(v) for v in rng.integers(20, 90, 2))
+        seeds = np.zeros(shape, np.int32)
+        for lab in range(1, int(rng.integers(1, 25))):
+            y, x = int(rng.integers(0, shape[0])), int(rng.integers(0, shape[1]))
+            seeds[max(y - int(rng.integers(0, 3)), 0) : y + 1, x : x + int(rng.integers(1, 4))] = lab
+        for distance in (1.5, 4.0, 8.3):
+            idx, lab, dist = _near_seeds(seeds, distance)
+            nearest, full = nearest_labels(seeds, distance)
+            want = np.flatnonzero(nearest)
+            np.testing.assert_array_equal(idx, want)
+            np.testing.assert_array_equal(lab, nearest.ravel()[want])
+            np.testing.assert_array_equal(dist, full.ravel()[want])
