@@ -145,3 +145,19 @@ def test_aperture_neighbourhoods_equal_the_nearest_label_transform():
             np.testing.assert_array_equal(idx, want)
             np.testing.assert_array_equal(lab, nearest.ravel()[want])
             np.testing.assert_array_equal(dist, full.ravel()[want])
+
+
+def test_tile_samples_are_every_other_pixel_of_each_tile():
+    # The tile statistics' samples, read without building a padded copy of the image, equal the
+    # padded image's blocks subsampled per tile (tiles of even and odd size, ragged edges).
+    from her2fish.spots_stats import TILE_STEP, _tile_samples
+
+    rng = np.random.default_rng(2)
+    for shape, (ny, nx) in (((96, 144), (2, 3)), ((101, 77), (3, 2)), ((50, 47), (1, 4))):
+        values = rng.normal(size=shape).astype(np.float32)
+        region = rng.random(shape) > 0.3
+        ty, tx = -(-shape[0] // ny), -(-shape[1] // nx)
+        pad = np.full((ny * ty, nx * tx), np.nan, np.float32)
+        pad[: shape[0], : shape[1]] = np.where(region, values, np.nan)
+        want = pad.reshape(ny, ty, nx, tx)[:, ::TILE_STEP, :, ::TILE_STEP].transpose(0, 2, 1, 3).reshape(ny * nx, -1)
+        np.testing.assert_array_equal(_tile_samples(values, region, ny, nx, ty, tx), want)

@@ -85,9 +85,7 @@ class _TileStats:
         if ny * nx == 1:
             return
         self.ty, self.tx = ty, tx = -(-H // ny), -(-W // nx)
-        pad = np.full((ny * ty, nx * tx), np.nan, np.float32)
-        pad[:H, :W] = np.where(region, values, np.nan)
-        blocks = pad.reshape(ny, ty, nx, tx)[:, ::TILE_STEP, :, ::TILE_STEP].transpose(0, 2, 1, 3).reshape(ny * nx, -1)
+        blocks = _tile_samples(values, region, ny, nx, ty, tx)
         count = np.isfinite(blocks).sum(axis=1)
         enough = count >= 0.25 * blocks.shape[1]
         med = np.full(ny * nx, gmed, np.float32)
@@ -108,6 +106,28 @@ class _TileStats:
             ndi.map_coordinates(self.med, coords, order=1, mode="nearest").astype(np.float32),
             ndi.map_coordinates(self.sd, coords, order=1, mode="nearest").astype(np.float32),
         )
+
+
+def _tile_samples(values: np.ndarray, region: np.ndarray, ny: int, nx: int, ty: int, tx: int) -> np.ndarray:
+    """Every ``TILE_STEP``-th pixel (from each tile's first row and column) of each ``ty`` x ``tx``
+    tile, one row per tile; NaN outside ``region`` and beyond the image.
+
+    Only the sampled pixels are read: with tiles a multiple of ``TILE_STEP`` they are the
+    image's every ``TILE_STEP``-th pixel (a strided view), otherwise they are gathered.
+    """
+    H, W = values.shape
+    my, mx = -(-ty // TILE_STEP), -(-tx // TILE_STEP)
+    rows = (np.arange(ny)[:, None] * ty + np.arange(0, ty, TILE_STEP)[None, :]).ravel()
+    cols = (np.arange(nx)[:, None] * tx + np.arange(0, tx, TILE_STEP)[None, :]).ravel()
+    in_y, in_x = int((rows < H).sum()), int((cols < W).sum())  # rows and cols ascend
+    sub = np.full((ny * my, nx * mx), np.nan, np.float32)
+    if ty % TILE_STEP == 0 and tx % TILE_STEP == 0:
+        v, r = values[::TILE_STEP, ::TILE_STEP][:in_y, :in_x], region[::TILE_STEP, ::TILE_STEP][:in_y, :in_x]
+    else:
+        pick = (rows[:in_y, None], cols[None, :in_x])
+        v, r = values[pick], region[pick]
+    sub[:in_y, :in_x] = np.where(r, v, np.nan)
+    return sub.reshape(ny, my, nx, mx).transpose(0, 2, 1, 3).reshape(ny * nx, -1)
 
 
 def _row_median(rows: np.ndarray, count: np.ndarray) -> np.ndarray:
