@@ -161,3 +161,16 @@ def test_tile_samples_are_every_other_pixel_of_each_tile():
         pad[: shape[0], : shape[1]] = np.where(region, values, np.nan)
         want = pad.reshape(ny, ty, nx, tx)[:, ::TILE_STEP, :, ::TILE_STEP].transpose(0, 2, 1, 3).reshape(ny * nx, -1)
         np.testing.assert_array_equal(_tile_samples(values, region, ny, nx, ty, tx), want)
+
+
+def test_tile_statistics_measure_the_region_level_as_region_stats_does():
+    # Without the caller's region-wide median and SD, _TileStats takes them from its own tile
+    # samples on large images: the same values as _region_stats, and (0, 0) for an empty region.
+    from her2fish.spots_stats import _region_stats, _TileStats
+
+    rng = np.random.default_rng(8)
+    values = rng.normal(5, 2, (600, 640)).astype(np.float32)
+    for region in (rng.random(values.shape) > 0.6, np.zeros(values.shape, bool), np.ones(values.shape, bool)):
+        tiles = _TileStats(values, region, 48)
+        want = _region_stats(values, region) if region.any() else (0.0, 0.0)
+        assert (tiles.gmed, tiles.gsd) == want

@@ -74,18 +74,31 @@ class _TileStats:
     def __init__(
         self, values: np.ndarray, region: np.ndarray, tile: int, *, stats: tuple[float, float] | None = None
     ):
-        if stats is not None:  # the caller's _region_stats(values, region)
-            gmed, gsd = stats
-        else:
-            gmed, gsd = _region_stats(values, region) if region.any() else (0.0, 0.0)
-        self.gmed, self.gsd = gmed, gsd
         H, W = values.shape
         ny, nx = max(1, round(H / tile)), max(1, round(W / tile))
         self.ny, self.nx = ny, nx
-        if ny * nx == 1:
+        blocks = None
+        if ny * nx > 1:
+            self.ty, self.tx = ty, tx = -(-H // ny), -(-W // nx)
+            blocks = _tile_samples(values, region, ny, nx, ty, tx)
+        if stats is not None:  # the caller's _region_stats(values, region)
+            gmed, gsd = stats
+        elif (
+            blocks is not None and values.size >= SUBSAMPLE_MIN_PX and self.ty % TILE_STEP == 0
+            and self.tx % TILE_STEP == 0
+        ):
+            # The samples are _region_stats' own (every TILE_STEP-th pixel inside region): the
+            # same numbers, so the same median and MAD, without reading the image again.
+            sub = blocks[np.isfinite(blocks)]
+            if sub.size >= 1000:
+                gmed, gsd = _robust_sd(sub)
+            else:
+                gmed, gsd = _region_stats(values, region) if region.any() else (0.0, 0.0)
+        else:
+            gmed, gsd = _region_stats(values, region) if region.any() else (0.0, 0.0)
+        self.gmed, self.gsd = gmed, gsd
+        if blocks is None:
             return
-        self.ty, self.tx = ty, tx = -(-H // ny), -(-W // nx)
-        blocks = _tile_samples(values, region, ny, nx, ty, tx)
         count = np.isfinite(blocks).sum(axis=1)
         enough = count >= 0.25 * blocks.shape[1]
         med = np.full(ny * nx, gmed, np.float32)
