@@ -53,3 +53,30 @@ def test_empty_mask_and_bad_shapes():
     assert not masked_watershed(np.zeros((5, 5)), np.zeros((5, 5), int), np.zeros((5, 5), bool)).any()
     with pytest.raises(ValueError, match="one shape"):
         masked_watershed(np.zeros((5, 5)), np.zeros((5, 4), int), np.zeros((5, 5), bool))
+
+
+def test_parts_touching_at_a_corner_flood_apart(monkeypatch):
+    # Pairs of 3 x 3 blocks meeting only at a corner: 8-connected each pair is one part (one box
+    # in the mosaic), but the 4-connected flooding keeps its blocks apart, exactly as skimage's
+    # whole-image watershed does (a block without a marker stays unlabelled).
+    from her2fish import packing
+
+    shapes = []
+    real = packing.watershed
+
+    def spy(relief, markers, mask):
+        shapes.append(relief.shape)
+        return real(relief, markers, mask=mask)
+
+    monkeypatch.setattr(packing, "watershed", spy)
+    rng = np.random.default_rng(11)
+    mask = np.zeros((300, 300), bool)
+    for y in range(10, 290, 20):
+        for x in range(10, 290, 20):
+            mask[y : y + 3, x : x + 3] = True
+            mask[y + 3 : y + 6, x + 3 : x + 6] = True
+    relief = rng.random(mask.shape)
+    markers = np.where(mask & (rng.random(mask.shape) < 0.15), np.arange(1, mask.size + 1).reshape(mask.shape), 0)
+    got = masked_watershed(relief, markers, mask)
+    assert shapes and shapes[0][0] * shapes[0][1] < 0.5 * mask.size  # the mosaic was used
+    np.testing.assert_array_equal(got, real(relief, markers, mask=mask))

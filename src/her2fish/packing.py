@@ -60,9 +60,12 @@ def masked_watershed(relief: np.ndarray, markers: np.ndarray, mask: np.ndarray) 
             f"{markers.shape} and {mask.shape}"
         )
     out = np.zeros(relief.shape, np.int32)
-    # Connected parts (4-connected, as the flooding) with their bounding boxes in one pass.
+    # Connected parts with their bounding boxes in one pass (8-connected: OpenCV's fastest; parts
+    # that touch only at a corner share a box, where the 4-connected flooding keeps them apart).
     # Their numbering does not matter: parts never meet, and each keeps its pixels' raster order.
-    n, parts, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    n, parts, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
+        mask.view(np.uint8), 8, cv2.CV_32S, cv2.CCL_BBDT
+    )
     n -= 1  # label 0 is the background
     if n == 0:
         return out
@@ -74,7 +77,7 @@ def masked_watershed(relief: np.ndarray, markers: np.ndarray, mask: np.ndarray) 
     y0, x0, H, W = _shelves(heights, widths, row_width)
     if H * W >= relief.size:  # nothing to gain
         return watershed(relief, markers, mask=mask).astype(np.int32)
-    idx = np.flatnonzero(parts)
+    idx = np.flatnonzero(mask)
     k = parts.ravel()[idx] - 1
     py, px = np.divmod(idx, relief.shape[1])
     my, mx = y0[k] + py - ys[k], x0[k] + px - xs[k]

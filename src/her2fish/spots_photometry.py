@@ -151,7 +151,8 @@ def _near_seeds(seeds: np.ndarray, distance: float) -> tuple[np.ndarray, np.ndar
     """
     h, w = seeds.shape
     flat = seeds.ravel()
-    sidx = np.flatnonzero(flat)
+    labelled = seeds != 0
+    sidx = np.flatnonzero(labelled)
     dy, dx = disc_offsets(distance)
     if sidx.size == 0 or dy.size <= 1:
         return sidx, flat[sidx], np.zeros(sidx.size)
@@ -171,12 +172,11 @@ def _near_seeds(seeds: np.ndarray, distance: float) -> tuple[np.ndarray, np.ndar
         found[where] = value
         offset[where] = k
     frame = (slice(r, r + h), slice(r, r + w))
-    idx = np.flatnonzero((offset.reshape(h + 2 * r, wp)[frame] > 0) | (seeds != 0))
+    idx = np.flatnonzero((offset.reshape(h + 2 * r, wp)[frame] > 0) | labelled)
     py, px = np.divmod(idx, w)
     at = (py + r) * wp + px + r
     own = flat[idx]
-    labelled = own != 0
-    lab = np.where(labelled, own, found[at])
+    lab = np.where(own != 0, own, found[at])
     d2 = (dy * dy + dx * dx).astype(np.float64)
-    dist = np.where(labelled, 0.0, np.sqrt(d2[offset[at]]))
+    dist = np.where(own != 0, 0.0, np.sqrt(d2[offset[at]]))
     return idx, lab, dist
