@@ -279,6 +279,7 @@ def _resolve(img, *, pixel_size_um, spot_diameter_um, threshold, region, resolve
     held = np.zeros(n_lab + 1, bool)
     held[r_obj] = True
     held[0] = False
-    objects = np.where(held[objects], objects, 0)
+    on = np.flatnonzero(objects != 0)  # objects that hold none are cleared in place
+    objects.flat[on[~held[objects.ravel()[on]]]] = 0
     out.update(fg=fg, fg_s=fg_s, fg_sd=fg_sd, objects=objects, y=ry, x=rx)
     return out
