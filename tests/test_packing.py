@@ -26,7 +26,9 @@ def test_same_labels_as_the_watershed_of_the_whole_image(seed):
     np.testing.assert_array_equal(got, watershed(relief, markers, mask=mask))
 
 
-def test_sparse_mask_is_packed_into_a_small_mosaic(monkeypatch):
+@pytest.fixture
+def flooded_shapes(monkeypatch):
+    """The shapes of the images that masked_watershed hands to skimage's watershed."""
     from her2fish import packing
 
     shapes = []
@@ -37,6 +39,11 @@ def test_sparse_mask_is_packed_into_a_small_mosaic(monkeypatch):
         return real(relief, markers, mask=mask)
 
     monkeypatch.setattr(packing, "watershed", spy)
+    return shapes
+
+
+def test_sparse_mask_is_packed_into_a_small_mosaic(flooded_shapes):
+    shapes = flooded_shapes
     rng = np.random.default_rng(3)
     mask = np.zeros((600, 600), bool)
     mask[::50, ::50] = True
@@ -46,7 +53,7 @@ def test_sparse_mask_is_packed_into_a_small_mosaic(monkeypatch):
     relief = rng.normal(size=mask.shape)
     got = masked_watershed(relief, markers, mask)
     assert shapes and shapes[0][0] * shapes[0][1] < 0.2 * mask.size
-    np.testing.assert_array_equal(got, real(relief, markers, mask=mask))
+    np.testing.assert_array_equal(got, watershed(relief, markers, mask=mask))
 
 
 def test_empty_mask_and_bad_shapes():
@@ -55,20 +62,11 @@ def test_empty_mask_and_bad_shapes():
         masked_watershed(np.zeros((5, 5)), np.zeros((5, 4), int), np.zeros((5, 5), bool))
 
 
-def test_parts_touching_at_a_corner_flood_apart(monkeypatch):
+def test_parts_touching_at_a_corner_flood_apart(flooded_shapes):
     # Pairs of 3 x 3 blocks meeting only at a corner: 8-connected each pair is one part (one box
     # in the mosaic), but the 4-connected flooding keeps its blocks apart, exactly as skimage's
     # whole-image watershed does (a block without a marker stays unlabelled).
-    from her2fish import packing
-
-    shapes = []
-    real = packing.watershed
-
-    def spy(relief, markers, mask):
-        shapes.append(relief.shape)
-        return real(relief, markers, mask=mask)
-
-    monkeypatch.setattr(packing, "watershed", spy)
+    shapes = flooded_shapes
     rng = np.random.default_rng(11)
     mask = np.zeros((300, 300), bool)
     for y in range(10, 290, 20):
@@ -79,4 +77,4 @@ def test_parts_touching_at_a_corner_flood_apart(monkeypatch):
     markers = np.where(mask & (rng.random(mask.shape) < 0.15), np.arange(1, mask.size + 1).reshape(mask.shape), 0)
     got = masked_watershed(relief, markers, mask)
     assert shapes and shapes[0][0] * shapes[0][1] < 0.5 * mask.size  # the mosaic was used
-    np.testing.assert_array_equal(got, real(relief, markers, mask=mask))
+    np.testing.assert_array_equal(got, watershed(relief, markers, mask=mask))
