@@ -78,3 +78,24 @@ def test_parts_touching_at_a_corner_flood_apart(flooded_shapes):
     got = masked_watershed(relief, markers, mask)
     assert shapes and shapes[0][0] * shapes[0][1] < 0.5 * mask.size  # the mosaic was used
     np.testing.assert_array_equal(got, watershed(relief, markers, mask=mask))
+
+
+def test_pair_saddles_equal_the_whole_image_scan():
+    # Basin pairs and their highest boundary level, found from the basin pixels only, equal a
+    # scan of every horizontal and vertical neighbour pair of the image.
+    from her2fish.clusters import _pair_saddles
+
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        shape = tuple(int(v) for v in rng.integers(5, 60, 2))
+        basins = rng.integers(0, 6, shape) * (rng.random(shape) < 0.7)
+        smooth = rng.random(shape)
+        want: dict[tuple[int, int], float] = {}
+        for (a, b, fa, fb) in ((basins[:, :-1], basins[:, 1:], smooth[:, :-1], smooth[:, 1:]),
+                               (basins[:-1], basins[1:], smooth[:-1], smooth[1:])):  # fmt: skip
+            for p, q, u, v in zip(a.ravel(), b.ravel(), fa.ravel(), fb.ravel(), strict=True):
+                if p and q and p != q:
+                    key = (min(p, q), max(p, q))
+                    want[key] = max(want.get(key, -np.inf), min(u, v))
+        lo, hi, saddle = _pair_saddles(basins, smooth)
+        assert dict(zip(zip(lo.tolist(), hi.tolist(), strict=True), saddle.tolist(), strict=True)) == want
