@@ -82,6 +82,7 @@ from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 from skimage.morphology import disk
 
+from .arrays import nonzero_yx
 from .models import NUCLEI_COLUMNS
 from .resample import block_mean, upscale
 from .segmentation_flags import measure_nuclei, neighbour_pairs, working_measures
@@ -319,7 +320,7 @@ def _full_resolution(
     grown = grow(labels, 1).astype(np.int32, copy=False)
     full = _repeat(grown, factor, shape)
     # Outline pixels: the full-resolution pixels of the outline blocks (grown, not inner).
-    wy, wx = np.nonzero(~inner & (grown > 0))
+    wy, wx = nonzero_yx(~inner & (grown > 0))
     sub = np.arange(factor)
     rr = (wy[:, None, None] * factor + sub[None, :, None]) + np.zeros(factor, np.intp)
     cc = (wx[:, None, None] * factor + sub[None, None, :]) + np.zeros((factor, 1), np.intp)

@@ -14,6 +14,7 @@ from skimage.morphology import disk
 from skimage.segmentation import watershed
 
 from . import filters
+from .arrays import nonzero_yx
 
 __all__ = [
     "disc_offsets",
@@ -76,7 +77,7 @@ def _merge_shallow(
     its saddle is >= ``_SPLIT_DEPTH`` below the lower of the two maxima, or >= ``_SPLIT_DEPTH_FAR``
     below it with the maxima at least ``_SPLIT_APART`` times that height apart.
     """
-    py, px = np.nonzero(peaks)
+    py, px = nonzero_yx(peaks)
     ids = seeds[py, px]
     top = np.zeros(n + 1)
     top[ids] = dist[py, px]

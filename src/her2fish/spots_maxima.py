@@ -10,6 +10,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from . import filters
+from .arrays import nonzero_yx
 from .clusters import robust_mode
 from .spots_photometry import _flatten
 from .spots_stats import _local_z, _region_stats, _TileStats
@@ -108,14 +109,14 @@ def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
         # with bright signals (a wide gap above the noise) nothing changes.
         # Seeds: first-level maxima that also stand out against their own tile's noise (on a
         # bright uneven background the global level passes texture that would lower the mode).
-        py, px = np.nonzero(peaks)
+        py, px = nonzero_yx(peaks)
         tile = max(int(round(TILE_UM / pixel_size_um)), 8)
         tiles = _TileStats(log, region, tile, stats=(med, sd))
         t_med, t_sd = tiles(py, px)
         local = log[py, px] - t_med >= THRESHOLD_K * t_sd
         seed_z = (log[py[local], px[local]] - med) / max(sd, 1e-6)
         floor = max(LOW_K, RELATIVE_LOW * robust_mode(seed_z)) if seed_z.size >= MIN_SEEDS else np.inf
-        wy, wx = np.nonzero(is_max & ~peaks & (log > med + floor * max(sd, 1e-6)))
+        wy, wx = nonzero_yx(is_max & ~peaks & (log > med + floor * max(sd, 1e-6)))
         if wy.size:
             ok = _local_z(log, wy, wx, bg_size) >= LOCAL_LOW_K
             psf_sigma = max(PSF_FRACTION * spot_diameter_um / pixel_size_um, 0.5)
@@ -181,7 +182,7 @@ def _fine_maxima(img: np.ndarray, region: np.ndarray, within: np.ndarray, *, dia
     """
     sigma = max(FINE_SIGMA_FRACTION * diameter_px, 0.5)
     log = -filters.gaussian_laplace(img, sigma) * np.float32(sigma**2)
-    y, x = np.nonzero((log == filters.maximum_filter(log, footprint=_disk(max(diameter_px / 2, 1.0)))) & within)
+    y, x = nonzero_yx((log == filters.maximum_filter(log, footprint=_disk(max(diameter_px / 2, 1.0)))) & within)
     med, sd = _TileStats(log, region, tile)(y, x)
     amp = log[y, x] - med
     zscore = amp / sd
@@ -210,7 +211,7 @@ def _resolve(img, *, pixel_size_um, spot_diameter_um, threshold, region, resolve
     )
     bg_size = max(int(round(BACKGROUND_UM / pixel_size_um)) | 1, 3)
     out = {"log": found_log, "attrs": attrs, "flat": flat, "bg_size": bg_size, "sigma": sigma}
-    peak_y, peak_x = np.nonzero(peaks)
+    peak_y, peak_x = nonzero_yx(peaks)
     out.update(peak_y=peak_y, peak_x=peak_x, y=peak_y, x=peak_x)
     if peak_y.size == 0 or not resolved:
         out.update(fg=None, fg_s=None, fg_sd=0.0, objects=None)
