@@ -154,3 +154,15 @@ def test_binary_morphology_and_distance_equal_scipy():
         filters.binary_dilation(np.ones((3, 3), bool), iterations=0)
     with pytest.raises(ValueError, match="border_value"):
         filters.binary_erosion(np.ones((3, 3), bool), border_value=2)
+
+
+def test_disc_dilation_is_expand_labels_above_zero():
+    from skimage.segmentation import expand_labels
+
+    rng = np.random.default_rng(9)
+    for _ in range(15):
+        shape = tuple(int(v) for v in rng.integers(1, 70, 2))
+        labels = (rng.random(shape) < 0.02) * rng.integers(1, 5, shape)
+        for distance in (-1.0, 0.0, 0.5, 1.0, 1.5, 2.9, 5.0, 7.3):
+            np.testing.assert_array_equal(filters.disc_dilation(labels != 0, distance),
+                                          expand_labels(labels, distance) > 0)  # fmt: skip

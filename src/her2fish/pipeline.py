@@ -13,14 +13,13 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from . import io
+from . import filters, io
 from .aggregation import assign_spots, cell_table, debris_cells, mark_debris
 from .clusters import debris_flags, debris_mask
 from .config import resolve_rules
 from .models import SPOTS_COLUMNS, FishImage, PipelineConfig, SegmentationParams, SpotParams
 from .scoring import score_cells
 from .segmentation import segment_nuclei
-from .segmentation_split import expand_labels
 from .spots import detect_spots
 
 __all__ = [
@@ -187,7 +186,7 @@ def detect_probes(
     thresholds, references, levels = thresholds or {}, references or {}, levels or {}
     notify = notify or (lambda stage: None)
     timings = {} if timings is None else timings
-    region = expand_labels(labels, distance=0.5 / pixel_size_um) > 0
+    region = filters.disc_dilation(labels != 0, 0.5 / pixel_size_um)  # expand_labels(...) > 0
     tables = []
     detection: dict[str, Any] = {}
     for role_index, role in ((1, "her2"), (2, "cep17")):

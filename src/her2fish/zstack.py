@@ -18,8 +18,8 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
-from skimage.segmentation import expand_labels
 
+from . import filters
 from .aggregation import assign_spots, cell_table
 from .clusters import estimate_copies, single_signal_reference
 from .models import FishImage
@@ -86,7 +86,7 @@ def score_stack_planes(image: FishImage) -> pd.DataFrame:
         raise ValueError("score_stack_planes needs a FishImage with a z-stack")
     px = image.pixel_size_um
     labels, nuclei = segment_nuclei(image.dapi, pixel_size_um=px)
-    region = expand_labels(labels, distance=0.5 / px) > 0
+    region = filters.disc_dilation(labels != 0, 0.5 / px)  # expand_labels(...) > 0
     tables = []
     for index in (1, 2):  # her2, cep17
         t = detect_spots_3d(image.stack[:, index], pixel_size_um=px, mask=region)
