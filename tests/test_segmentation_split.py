@@ -6,9 +6,9 @@ from scipy import ndimage as ndi
 from skimage.morphology import disk
 from skimage.segmentation import expand_labels as skimage_expand_labels
 
+from her2fish.nearest import disc_offsets, expand_labels, nearest_labels
 from her2fish.resample import block_mean
 from her2fish.segmentation import _disk_opening, _integral, _repeat
-from her2fish.segmentation_split import disc_offsets, expand_labels, nearest_labels
 
 
 def _random_labels(rng, shape, n, dtype=np.int32):

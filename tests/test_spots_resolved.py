@@ -128,8 +128,7 @@ def test_broad_blobs_are_not_resolved_on_their_own():
 def test_aperture_neighbourhoods_equal_the_nearest_label_transform():
     # The photometry's sparse nearest-seed search gives nearest_labels' labels and distances
     # (ties included) at every pixel within reach, and nothing else; seeds touch the borders.
-    from her2fish.segmentation_split import nearest_labels
-    from her2fish.spots_photometry import _near_seeds
+    from her2fish.nearest import nearest_labels, nearest_labels_within
 
     rng = np.random.default_rng(5)
     for _ in range(10):
@@ -139,7 +138,7 @@ def test_aperture_neighbourhoods_equal_the_nearest_label_transform():
             y, x = int(rng.integers(0, shape[0])), int(rng.integers(0, shape[1]))
             seeds[max(y - int(rng.integers(0, 3)), 0) : y + 1, x : x + int(rng.integers(1, 4))] = lab
         for distance in (1.5, 4.0, 8.3):
-            idx, lab, dist = _near_seeds(seeds, distance)
+            idx, lab, dist = nearest_labels_within(seeds, distance)
             nearest, full = nearest_labels(seeds, distance)
             want = np.flatnonzero(nearest)
             np.testing.assert_array_equal(idx, want)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from .models import CELLS_COLUMNS
+from .nearest import disc_offsets, expand_labels
 from .segmentation_flags import FLAG_ORDER
-from .segmentation_split import disc_offsets, expand_labels
 
 __all__ = ["assign_spots", "cell_table", "debris_cells", "exclude_nuclei", "join_reasons", "mark_debris",
            "CELL_TABLE_COLUMNS"]

@@ -36,9 +36,9 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from . import filters
+from .nearest import expand_labels, nearest_labels
 from .packing import masked_watershed
 from .resample import wide_gaussian
-from .segmentation_split import expand_labels, nearest_labels
 
 __all__ = [
     "SADDLE_FRACTION",

@@ -17,11 +17,8 @@ from . import filters
 from .arrays import nonzero_yx
 
 __all__ = [
-    "disc_offsets",
     "edge_levels",
-    "expand_labels",
     "grow",
-    "nearest_labels",
     "refine_edges",
     "solidity_of",
     "split_overlaps",
@@ -141,97 +138,6 @@ def grow(labels: np.ndarray, px: int) -> np.ndarray:
     the higher label). A cheap stand-in for :func:`skimage.segmentation.expand_labels`."""
     grown = ndi.maximum_filter(labels, size=2 * px + 1)
     return np.where(labels > 0, labels, grown)
-
-
-def disc_offsets(distance: float) -> tuple[np.ndarray, np.ndarray]:
-    """(dy, dx) of the pixels within ``distance`` of a pixel, itself first, then nearest
-    first; equally near ones in the order :func:`skimage.segmentation.expand_labels` prefers
-    them (its exact Euclidean feature transform keeps the leftmost column, then the top row).
-    """
-    r = int(np.floor(distance))
-    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
-    d2 = dy * dy + dx * dx
-    within = np.sqrt(d2.astype(np.float64)) <= distance  # compared as expand_labels does
-    order = np.lexsort((dy[within], dx[within], d2[within]))
-    return dy[within][order], dx[within][order]
-
-
-def expand_labels(labels: np.ndarray, distance: float) -> np.ndarray:
-    """:func:`skimage.segmentation.expand_labels` for a 2-D label image: the same output
-    (including which label wins between equally near ones), many times faster.
-
-    See :func:`nearest_labels`, which this calls.
-    """
-    if not isinstance(labels, np.ndarray) or labels.ndim != 2:
-        raise ValueError("labels must be a 2-D array of integer labels (0 = background)")
-    if distance < 0:  # as skimage: nothing lies within a negative distance, not even a label
-        return np.zeros_like(labels)
-    return _nearest(labels, distance, with_distance=False)[0]
-
-
-def nearest_labels(labels: np.ndarray, distance: float) -> tuple[np.ndarray, np.ndarray]:
-    """The label of the nearest labelled pixel and its Euclidean distance, for every pixel
-    within ``distance`` px of a label (label 0 and distance inf beyond it; labelled pixels
-    keep their label at distance 0).
-
-    Within ``distance``, the same as ``ndi.distance_transform_edt(labels == 0,
-    return_indices=True)`` (distances, and the labels at the indices, ties included) and so as
-    :func:`skimage.segmentation.expand_labels`, many times faster. Those transform the whole
-    image. The nearest labelled pixel of a background pixel is always on a label's outline, so
-    here each outline pixel's label (and the offset's distance) is written at every offset of
-    the disc (:func:`disc_offsets`), least preferred offsets first, so that the nearest
-    (preferred) one is written last. Where that would take over 10 writes per image pixel,
-    the transform is used.
-    """
-    if not isinstance(labels, np.ndarray) or labels.ndim != 2:
-        raise ValueError("labels must be a 2-D array of integer labels (0 = background)")
-    return _nearest(labels, distance, with_distance=True)
-
-
-def _nearest(
-    labels: np.ndarray, distance: float, *, with_distance: bool
-) -> tuple[np.ndarray, np.ndarray | None]:
-    mask = labels != 0
-    dist = np.where(mask, 0.0, np.inf) if with_distance else None
-    out = labels.copy()
-    dy, dx = disc_offsets(distance)
-    if dy.size <= 1 or not mask.any():
-        return out, dist
-    h, w = labels.shape
-    inner = mask.copy()  # all 4-neighbours labelled (or outside the image)
-    inner[1:] &= mask[:-1]
-    inner[:-1] &= mask[1:]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    outline = np.flatnonzero(mask & ~inner)
-    if outline.size * dy.size > 10 * labels.size:
-        edt, index = ndi.distance_transform_edt(~mask, return_indices=True)
-        near = edt <= distance
-        out[near] = labels[index[0][near], index[1][near]]
-        if dist is not None:
-            dist[near] = edt[near]
-        return out, dist
-    r = int(np.abs(dy).max())
-    wp = w + 2 * r  # a padded frame: no bounds checks
-    at = (outline // w + r) * wp + outline % w + r
-    value = labels.ravel()[outline]
-    found = np.zeros((h + 2 * r) * wp, labels.dtype)
-    offset = np.zeros((h + 2 * r) * wp, np.int32) if with_distance else None
-    # A background pixel takes the label of the outline pixel at offset (dy, dx) from it.
-    for k in range(dy.size - 1, 0, -1):  # least preferred first; not (0, 0)
-        where = at - int(dy[k] * wp + dx[k])
-        found[where] = value
-        if offset is not None:
-            offset[where] = k  # which offset wrote the label
-    frame = (slice(r, r + h), slice(r, r + w))
-    background = ~mask
-    np.copyto(out, found.reshape(h + 2 * r, wp)[frame], where=background)
-    if dist is not None:
-        offset = offset.reshape(h + 2 * r, wp)[frame]
-        reached = background & (offset > 0)
-        d2 = (dy * dy + dx * dx).astype(np.float64)
-        dist[reached] = np.sqrt(d2[offset[reached]])  # as the transform computes it
-    return out, dist
 
 
 def _group_quantile(ids: np.ndarray, values: np.ndarray, q: float, n: int) -> np.ndarray:

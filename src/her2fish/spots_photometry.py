@@ -8,7 +8,7 @@ import numpy as np
 
 from . import filters
 from .clusters import robust_mode
-from .segmentation_split import disc_offsets
+from .nearest import nearest_labels_within
 
 __all__ = ["APERTURE_GROW", "DISC_MAX_RATIO", "DISC_RADII", "RING_CLIP", "RING_WIDTH", "TREND_SIZES"]
 
@@ -83,7 +83,7 @@ def _apertures(
     their centroid: a grown outline follows the noise around a dim signal (positive noise widens
     it) and reads singles 2-5 % high against clusters, which a fixed disc does not. The ring is
     the next ``RING_WIDTH`` radii around each aperture, without any object's pixels. Each pixel
-    belongs to its nearest object (one Euclidean distance transform for both). Only the pixels
+    belongs to its nearest object (one nearest-label search for both). Only the pixels
     within reach of an object are listed (a few per cent of a field), so that photometry does
     not pass over the whole image again.
     """
@@ -104,7 +104,7 @@ def _apertures(
         sel = np.flatnonzero(compact)
         seeds[np.rint(cy[sel]).astype(int), np.rint(cx[sel]).astype(int)] = sel + 1
     ring_px = max(RING_WIDTH * radius_px, 1.0)
-    idx, lab, d = _near_seeds(seeds, float(reach.max()) + ring_px)  # labelled or within reach
+    idx, lab, d = nearest_labels_within(seeds, float(reach.max()) + ring_px)  # labelled or within reach
     limit = reach[lab]
     inside = d <= limit
     ring = ~inside & (d <= limit + ring_px) & (objects.ravel()[idx] == 0)
@@ -136,47 +136,3 @@ def _aperture_intensity(
         sd = np.sqrt(np.where(count > 1, var, np.inf))
         keep = np.abs(values - mean[pos]) <= RING_CLIP * sd[pos]
     return total - area * mean
-
-
-def _near_seeds(seeds: np.ndarray, distance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pixels labelled in ``seeds`` or within ``distance`` of a labelled pixel, in raster
-    order: flat indices, the label of the nearest labelled pixel and the distance to it (0 on
-    labelled pixels).
-
-    :func:`her2fish.segmentation_split.nearest_labels` at those pixels, ties broken alike (each
-    outline pixel's label is written at every offset of the disc, least preferred offsets
-    first), without its passes over the whole image: signal objects cover a few per cent of a
-    field, so the outline is found among the labelled pixels only, and only the pixels the
-    disc reaches are read back.
-    """
-    h, w = seeds.shape
-    flat = seeds.ravel()
-    labelled = seeds != 0
-    sidx = np.flatnonzero(labelled)
-    dy, dx = disc_offsets(distance)
-    if sidx.size == 0 or dy.size <= 1:
-        return sidx, flat[sidx], np.zeros(sidx.size)
-    y, x = np.divmod(sidx, w)
-    # Outline: a labelled pixel with a 4-neighbour inside the image that is not labelled.
-    edge = np.zeros(sidx.size, bool)
-    for ok, step in ((y > 0, -w), (y < h - 1, w), (x > 0, -1), (x < w - 1, 1)):
-        edge[ok] |= flat[sidx[ok] + step] == 0
-    outline, value = sidx[edge], flat[sidx[edge]]
-    r = int(np.abs(dy).max())
-    wp = w + 2 * r  # a padded frame: no bounds checks
-    at = (outline // w + r) * wp + outline % w + r
-    found = np.zeros((h + 2 * r) * wp, seeds.dtype)
-    offset = np.zeros((h + 2 * r) * wp, np.int16 if dy.size < 2**15 else np.int32)
-    for k in range(dy.size - 1, 0, -1):  # least preferred first; not (0, 0)
-        where = at - int(dy[k] * wp + dx[k])
-        found[where] = value
-        offset[where] = k
-    frame = (slice(r, r + h), slice(r, r + w))
-    idx = np.flatnonzero((offset.reshape(h + 2 * r, wp)[frame] > 0) | labelled)
-    py, px = np.divmod(idx, w)
-    at = (py + r) * wp + px + r
-    own = flat[idx]
-    lab = np.where(own != 0, own, found[at])
-    d2 = (dy * dy + dx * dx).astype(np.float64)
-    dist = np.where(own != 0, 0.0, np.sqrt(d2[offset[at]]))
-    return idx, lab, dist
