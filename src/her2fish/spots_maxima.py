@@ -119,10 +119,8 @@ def _peaks(img, *, pixel_size_um, spot_diameter_um, threshold, region):
         wy, wx = nonzero_yx(is_max & ~peaks & (log > med + floor * max(sd, 1e-6)))
         if wy.size:
             ok = _local_z(log, wy, wx, bg_size) >= LOCAL_LOW_K
-            psf_sigma = max(PSF_FRACTION * spot_diameter_um / pixel_size_um, 0.5)
-            matched = _Matched(img, region, psf_sigma=psf_sigma, tile=tile)
-            m_med, m_sd = matched.stats(wy, wx)
-            ok &= matched.values[wy, wx] - m_med >= MATCHED_K * m_sd
+            matched = _Matched(img, region, diameter_px=spot_diameter_um / pixel_size_um, tile=tile)
+            ok &= matched.passes(wy, wx)
             peaks[wy[ok], wx[ok]] = True
             second[wy[ok], wx[ok]] = True
             attrs["threshold_method"] = method + (
@@ -136,7 +134,8 @@ class _Matched:
     """The matched filter (correlation with the zero-mean PSF, maximum over 3 x 3 pixels) and its
     per-tile median and robust SD, computed once per image."""
 
-    def __init__(self, img: np.ndarray, region: np.ndarray, *, psf_sigma: float, tile: int):
+    def __init__(self, img: np.ndarray, region: np.ndarray, *, diameter_px: float, tile: int):
+        psf_sigma = max(PSF_FRACTION * diameter_px, 0.5)
         self.values = filters.maximum_filter(filters.matched_filter(img, psf_sigma), size=3)
         self.stats = _TileStats(self.values, region, tile)
 
@@ -261,8 +260,7 @@ def _resolve(img, *, pixel_size_um, spot_diameter_um, threshold, region, resolve
         # than a single (autofluorescence texture and debris are broad).
         if lone.any():
             if matched is None:
-                psf_sigma = max(PSF_FRACTION * spot_diameter_um / pixel_size_um, 0.5)
-                matched = _Matched(img, region, psf_sigma=psf_sigma, tile=tile)
+                matched = _Matched(img, region, diameter_px=diameter_px, tile=tile)
             idx = np.flatnonzero(lone)
             keep = matched.passes(peak_y[idx], peak_x[idx])
             sel = idx[keep]
