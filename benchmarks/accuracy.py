@@ -51,7 +51,7 @@ from her2fish import spots_local
 from her2fish.aggregation import assign_spots, cell_table
 from her2fish.data import make_field
 from her2fish.models import PipelineConfig
-from her2fish.pipeline import score_image
+from her2fish.pipeline import probe_region, score_image
 from her2fish.spots import detect_spots, find_maxima
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,9 +203,7 @@ def score_field(field, *, peer: bool) -> dict:
 
 
 def _region(result) -> np.ndarray:
-    from skimage.segmentation import expand_labels
-
-    return expand_labels(result.labels, distance=0.5 / result.image.pixel_size_um) > 0
+    return probe_region(result.labels, pixel_size_um=result.image.pixel_size_um)
 
 
 def _peer_field(field, result, ev) -> dict:

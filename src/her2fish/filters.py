@@ -19,6 +19,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .nearest import disc_offsets
+
 __all__ = [
     "binary_dilation",
     "binary_erosion",
@@ -348,7 +350,8 @@ def disc_dilation(mask: np.ndarray, distance: float) -> np.ndarray:
     mask = _check_mask(mask)
     if distance < 0:  # as expand_labels: nothing lies within a negative distance
         return np.zeros(mask.shape, bool)
-    r = int(np.floor(distance))
-    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
-    disc = (np.sqrt((dy * dy + dx * dx).astype(np.float64)) <= distance).astype(np.uint8)
+    dy, dx = disc_offsets(distance)  # the disc expand_labels and nearest_labels reach
+    r = int(np.abs(dy).max())
+    disc = np.zeros((2 * r + 1, 2 * r + 1), np.uint8)
+    disc[dy + r, dx + r] = 1
     return cv2.dilate(mask, disc, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0

@@ -27,6 +27,7 @@ __all__ = [
     "score_image",
     "segment",
     "detect_probes",
+    "probe_region",
     "remove_debris",
     "summarize",
     "SPOTS_OUTPUT_COLUMNS",
@@ -149,6 +150,16 @@ def segment(
     )
 
 
+#: Signals are sought in the nuclei grown by this margin (micrometres).
+PROBE_MARGIN_UM = 0.5
+
+
+def probe_region(labels: np.ndarray, *, pixel_size_um: float) -> np.ndarray:
+    """The pixels where signals are sought: the nuclei grown by ``PROBE_MARGIN_UM``
+    (``expand_labels(labels, margin) > 0``)."""
+    return filters.disc_dilation(labels != 0, PROBE_MARGIN_UM / pixel_size_um)
+
+
 def detect_probes(
     planes: dict[str, np.ndarray],
     labels: np.ndarray,
@@ -186,7 +197,7 @@ def detect_probes(
     thresholds, references, levels = thresholds or {}, references or {}, levels or {}
     notify = notify or (lambda stage: None)
     timings = {} if timings is None else timings
-    region = filters.disc_dilation(labels != 0, 0.5 / pixel_size_um)  # expand_labels(...) > 0
+    region = probe_region(labels, pixel_size_um=pixel_size_um)
     tables = []
     detection: dict[str, Any] = {}
     for role_index, role in ((1, "her2"), (2, "cep17")):

@@ -19,10 +19,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from . import filters
 from .aggregation import assign_spots, cell_table
 from .clusters import estimate_copies, single_signal_reference
 from .models import FishImage
+from .pipeline import probe_region
 from .segmentation import segment_nuclei
 from .spots import detect_spots
 
@@ -86,7 +86,7 @@ def score_stack_planes(image: FishImage) -> pd.DataFrame:
         raise ValueError("score_stack_planes needs a FishImage with a z-stack")
     px = image.pixel_size_um
     labels, nuclei = segment_nuclei(image.dapi, pixel_size_um=px)
-    region = filters.disc_dilation(labels != 0, 0.5 / px)  # expand_labels(...) > 0
+    region = probe_region(labels, pixel_size_um=px)
     tables = []
     for index in (1, 2):  # her2, cep17
         t = detect_spots_3d(image.stack[:, index], pixel_size_um=px, mask=region)

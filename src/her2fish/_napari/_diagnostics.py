@@ -20,10 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from skimage.segmentation import expand_labels
 
 from .. import filters
-from ..pipeline import ScoreResult
+from ..pipeline import ScoreResult, probe_region
 
 try:  # the core's own maxima finder, when it has one
     from ..spots import find_maxima
@@ -68,7 +67,7 @@ class ThresholdDiagnostic:
 
 def analysed_region(result: ScoreResult) -> np.ndarray:
     """Return the pixels the pipeline searched for signals: nuclei grown by 0.5 µm (all if none)."""
-    region = expand_labels(result.labels, distance=0.5 / result.image.pixel_size_um) > 0
+    region = probe_region(result.labels, pixel_size_um=result.image.pixel_size_um)
     return region if region.any() else np.ones(result.labels.shape, bool)
 
 
