@@ -81,22 +81,15 @@ class _TileStats:
         if ny * nx > 1:
             self.ty, self.tx = ty, tx = -(-H // ny), -(-W // nx)
             blocks = _tile_samples(values, region, ny, nx, ty, tx)
-        if stats is not None:  # the caller's _region_stats(values, region)
-            gmed, gsd = stats
-        elif (
-            blocks is not None and values.size >= SUBSAMPLE_MIN_PX and self.ty % TILE_STEP == 0
-            and self.tx % TILE_STEP == 0
-        ):
-            # The samples are _region_stats' own (every TILE_STEP-th pixel inside region): the
-            # same numbers, so the same median and MAD, without reading the image again.
+        # stats: the caller's _region_stats(values, region). Else, where the tile samples are
+        # _region_stats' own (every TILE_STEP-th pixel inside region on a large image), the same
+        # numbers give the same median and MAD without reading the image again.
+        if stats is None and blocks is not None and values.size >= SUBSAMPLE_MIN_PX and ty % TILE_STEP == tx % TILE_STEP == 0:
             sub = blocks[np.isfinite(blocks)]
-            if sub.size >= 1000:
-                gmed, gsd = _robust_sd(sub)
-            else:
-                gmed, gsd = _region_stats(values, region) if region.any() else (0.0, 0.0)
-        else:
-            gmed, gsd = _region_stats(values, region) if region.any() else (0.0, 0.0)
-        self.gmed, self.gsd = gmed, gsd
+            stats = _robust_sd(sub) if sub.size >= 1000 else None
+        if stats is None:
+            stats = _region_stats(values, region) if region.any() else (0.0, 0.0)
+        self.gmed, self.gsd = gmed, gsd = stats
         if blocks is None:
             return
         count = np.isfinite(blocks).sum(axis=1)
