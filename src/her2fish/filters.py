@@ -42,12 +42,17 @@ _BORDERS = {
 }
 
 
-def _prepare(image: np.ndarray, mode: str) -> tuple[np.ndarray, int]:
+def _check_image(image: np.ndarray, mode: str) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D (Y, X), got {image.ndim} dimensions; filter each plane")
     if mode not in _BORDERS:
         raise ValueError(f"mode must be one of {sorted(_BORDERS)}, got {mode!r}")
+    return image
+
+
+def _prepare(image: np.ndarray, mode: str) -> tuple[np.ndarray, int]:
+    image = _check_image(image, mode)
     dtype = np.float64 if image.dtype == np.float64 else np.float32
     return np.ascontiguousarray(image, dtype=dtype), _BORDERS[mode]
 
@@ -153,11 +158,7 @@ def gaussian_laplace_at(
     >>> bool(np.allclose(at[0], gaussian_laplace(img, 2.0)[19:22, 9:12]))
     True
     """
-    img = np.asarray(image)
-    if img.ndim != 2:
-        raise ValueError(f"image must be 2-D (Y, X), got {img.ndim} dimensions; filter each plane")
-    if mode not in _BORDERS:
-        raise ValueError(f"mode must be one of {sorted(_BORDERS)}, got {mode!r}")
+    img = _check_image(image, mode)
     sigma = _check_sigma(sigma)
     if sigma == 0:
         raise ValueError("sigma must be > 0 for a Laplacian of Gaussian")
