@@ -9,6 +9,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"
+#: Real third-party images with ground truth (../shared/realdata next to the repository, else the
+#: workspace's copy); tests that use them skip when it is absent.
+REALDATA = ROOT.parent / "shared" / "realdata"
+if not REALDATA.is_dir():
+    REALDATA = Path("/work/shared/realdata")
 
 
 def pytest_addoption(parser):

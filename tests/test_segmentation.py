@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +13,8 @@ from skimage.draw import disk, ellipse
 from her2fish.models import NUCLEI_COLUMNS, REASONS
 from her2fish.segmentation import segment_nuclei
 from her2fish.segmentation_flags import FLAG_ORDER
+
+from .conftest import REALDATA
 
 PX = 0.1  # um per pixel: nuclei of 7-10 um are 70-100 px across, as at 60-63x
 
@@ -328,9 +329,7 @@ def test_input_validation(dapi, kwargs, error, match):
 
 # --- real data: DSB2018 fluorescent nuclei shipped with StarDist (BSD-3 / CC0, Caicedo et al. 2019)
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "stardist"
-if not REAL.is_dir():
-    REAL = Path("/work/shared/realdata/stardist")
+REAL = REALDATA / "stardist"
 
 
 def matched_f1(pred: np.ndarray, truth: np.ndarray, iou_min: float = 0.5) -> tuple[float, set]:

@@ -11,7 +11,6 @@ Skipped when ../shared/realdata is absent.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,9 +20,9 @@ from scipy.spatial.distance import cdist
 
 from her2fish.spots import find_maxima
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-if not REAL.is_dir():
-    REAL = Path("/work/shared/realdata")
+from .conftest import REALDATA
+
+REAL = REALDATA
 
 
 def _piscis():
