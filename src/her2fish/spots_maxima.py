@@ -12,6 +12,7 @@ from scipy.spatial import cKDTree
 from . import filters
 from .arrays import nonzero_yx
 from .clusters import robust_mode
+from .resample import wide_gaussian
 from .spots_photometry import _flatten
 from .spots_stats import _local_z, _region_stats, _TileStats
 
@@ -216,7 +217,7 @@ def _resolve(img, *, pixel_size_um, spot_diameter_um, threshold, region, resolve
         out.update(fg=None, fg_s=None, fg_sd=0.0, objects=None)
         return out
     # Foreground over a local background wider than the largest cluster (~2.5 um).
-    background = filters.gaussian_filter(filters.grey_opening(img, size=bg_size), bg_size / 4)
+    background = wide_gaussian(filters.grey_opening(img, size=bg_size), bg_size / 4)
     fg = img - background
     fg_s = filters.gaussian_filter(fg, sigma)
     fg_med, fg_sd = _region_stats(fg_s, region)

@@ -9,6 +9,7 @@ import numpy as np
 from . import filters
 from .clusters import robust_mode
 from .nearest import nearest_labels_within
+from .resample import block_mean, upscale
 
 __all__ = ["APERTURE_GROW", "DISC_MAX_RATIO", "DISC_RADII", "RING_CLIP", "RING_WIDTH", "TREND_SIZES"]
 
@@ -37,9 +38,20 @@ def _flatten(img: np.ndarray, sigma: float, size: int) -> np.ndarray:
     :func:`_aperture_intensity`.
     """
     smooth = filters.gaussian_filter(img, sigma)
-    trend = filters.uniform_filter(filters.grey_opening(smooth, size=size), TREND_SIZES * size, mode="nearest")
-    trend = filters.uniform_filter(trend, TREND_SIZES * size, mode="nearest")
+    trend = _trend(filters.grey_opening(smooth, size=size), size)
     return img - trend - filters.grey_opening(smooth - trend, size=size)
+
+
+def _trend(opened: np.ndarray, size: int) -> np.ndarray:
+    """``opened`` blurred twice by a box of ``TREND_SIZES`` x ``size`` px (a pyramid as wide as
+    eight openings), computed on ``size`` / 6 x ``size`` / 6 block means and scaled back up:
+    the trend holds no detail finer than the opening."""
+    f = max(int(size) // 6, 1)
+    box = max(int(round(TREND_SIZES * size / f)), 1)
+    small = block_mean(opened, f)
+    for _ in range(2):
+        small = filters.uniform_filter(small, box, mode="nearest")
+    return small if f == 1 else upscale(small, f, opened.shape)
 
 
 class _Labels:
