@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .arrays import median
+
 __all__ = ["SUBSAMPLE_MIN_PX", "TILE_STEP"]
 
 #: Tile statistics use every TILE_STEP-th pixel of a tile in each direction.
@@ -19,8 +21,8 @@ _MAD_TO_SD = 1.4826
 
 
 def _robust_sd(values: np.ndarray) -> tuple[float, float]:
-    med = float(np.median(values))
-    mad = float(np.median(np.abs(values - med)))
+    med = float(median(values))
+    mad = float(median(np.abs(values - med)))
     return med, _MAD_TO_SD * mad
 
 
