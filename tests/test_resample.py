@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from her2fish.resample import block_mean, upscale, wide_gaussian
+from her2fish.resample import block_mean, block_min, upscale, wide_gaussian
 
 
 def _plain_block_mean(image: np.ndarray, factor: int) -> np.ndarray:
@@ -57,3 +57,16 @@ def test_upscale_is_bilinear_between_block_centres_and_linear_beyond():
 def test_wide_gaussian_of_a_constant_is_the_constant():
     img = np.full((100, 130), 250.0, np.float32)
     np.testing.assert_allclose(wide_gaussian(img, 16.0), 250.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 4])
+def test_block_min_is_the_minimum_of_each_edge_padded_block(factor):
+    rng = np.random.default_rng(factor)
+    for shape in [(7, 9), (8, 8), (13, 5), (1, 6)]:
+        img = rng.normal(size=shape).astype(np.float32)
+        h, w = -(-shape[0] // factor) * factor, -(-shape[1] // factor) * factor
+        padded = np.pad(img, ((0, h - shape[0]), (0, w - shape[1])), mode="edge")
+        want = padded.reshape(h // factor, factor, w // factor, factor).min(axis=(1, 3))
+        got = block_min(img, factor)
+        assert got.dtype == img.dtype
+        np.testing.assert_array_equal(got, want)

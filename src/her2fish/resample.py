@@ -15,7 +15,7 @@ import numpy as np
 
 from . import filters
 
-__all__ = ["block_gaussian", "block_mean", "upscale", "wide_gaussian"]
+__all__ = ["block_gaussian", "block_mean", "block_min", "upscale", "wide_gaussian"]
 
 
 def block_mean(image: np.ndarray, factor: int, *, integral: bool = False) -> np.ndarray:
@@ -42,6 +42,29 @@ def block_mean(image: np.ndarray, factor: int, *, integral: bool = False) -> np.
                 total += padded[a::factor, b::factor]
     # divided as numpy's mean divides its float32 sum (by an intp count)
     return np.true_divide(total, np.intp(factor * factor), out=total, casting="unsafe")
+
+
+def block_min(image: np.ndarray, factor: int) -> np.ndarray:
+    """Minimum over ``factor`` x ``factor`` blocks (edge-padded), in the image's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> block_min(np.arange(16.0).reshape(4, 4), 2).tolist()
+    [[0.0, 2.0], [8.0, 10.0]]
+    """
+    if factor == 1:
+        return image
+    h, w = image.shape
+    ph, pw = -h % factor, -w % factor
+    padded = np.pad(image, ((0, ph), (0, pw)), mode="edge") if ph or pw else image
+    rows = padded[::factor].copy()
+    for a in range(1, factor):
+        np.minimum(rows, padded[a::factor], out=rows)
+    out = rows[:, ::factor].copy()
+    for b in range(1, factor):
+        np.minimum(out, rows[:, b::factor], out=out)
+    return out
 
 
 def upscale(small: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.ndarray:

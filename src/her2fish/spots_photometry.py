@@ -9,7 +9,7 @@ import numpy as np
 from . import filters
 from .clusters import robust_mode
 from .nearest import nearest_labels_within
-from .resample import block_mean, upscale
+from .resample import block_min, upscale
 
 __all__ = ["APERTURE_GROW", "DISC_MAX_RATIO", "DISC_RADII", "RING_CLIP", "RING_WIDTH", "TREND_SIZES"]
 
@@ -38,20 +38,27 @@ def _flatten(img: np.ndarray, sigma: float, size: int) -> np.ndarray:
     :func:`_aperture_intensity`.
     """
     smooth = filters.gaussian_filter(img, sigma)
-    trend = _trend(filters.grey_opening(smooth, size=size), size)
+    trend = _trend(smooth, size)
     return img - trend - filters.grey_opening(smooth - trend, size=size)
 
 
-def _trend(opened: np.ndarray, size: int) -> np.ndarray:
-    """``opened`` blurred twice by a box of ``TREND_SIZES`` x ``size`` px (a pyramid as wide as
-    eight openings), computed on ``size`` / 6 x ``size`` / 6 block means and scaled back up:
-    the trend holds no detail finer than the opening."""
+def _trend(smooth: np.ndarray, size: int) -> np.ndarray:
+    """The broad trend of ``smooth``: its grey opening over ``size`` px blurred twice by a box
+    of ``TREND_SIZES`` x ``size`` px, all on ``size`` / 6 x ``size`` / 6 blocks and scaled back
+    up bilinearly.
+
+    The opening is taken of the block minima (the opening of the minima over a window of whole
+    blocks) and the boxes of their openings. The trend holds no detail finer than the boxes, and
+    :func:`_flatten` opens the image at full resolution after removing it, which absorbs any
+    small offset of the trend (the coarser opening sits a little lower on the noise minima).
+    """
     f = max(int(size) // 6, 1)
+    small = block_min(smooth, f)
+    small = filters.grey_opening(small, size=max(int(round(size / f)) | 1, 1))
     box = max(int(round(TREND_SIZES * size / f)), 1)
-    small = block_mean(opened, f)
     for _ in range(2):
         small = filters.uniform_filter(small, box, mode="nearest")
-    return small if f == 1 else upscale(small, f, opened.shape)
+    return small if f == 1 else upscale(small, f, smooth.shape)
 
 
 class _Labels:
