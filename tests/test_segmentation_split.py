@@ -9,6 +9,7 @@ from skimage.segmentation import expand_labels as skimage_expand_labels
 from her2fish.nearest import disc_offsets, expand_labels, nearest_labels
 from her2fish.resample import block_mean
 from her2fish.segmentation import _disk_opening, _integral, _repeat
+from her2fish.segmentation_split import label_maximum_filter, label_minimum_filter
 
 
 def _random_labels(rng, shape, n, dtype=np.int32):
@@ -98,3 +99,20 @@ def test_integer_block_mean_and_repeat_equal_the_plain_versions():
     assert not _integral(np.zeros(3, np.float32), 3)
     assert not _integral(np.zeros(3, np.uint32), 3)  # sums could exceed float32's integers
 
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_label_minimum_and_maximum_filters_equal_scipy(seed):
+    """The OpenCV label filters give scipy's values (borders included) and keep the dtype,
+    also past float32's integers (scipy fallback) and for negative and unsigned labels."""
+    rng = np.random.default_rng(seed)
+    for shape in ((1, 1), (2, 9), (31, 17), (64, 80)):
+        for dtype, offset in ((np.int32, 0), (np.uint16, 0), (np.int64, -(2**20)), (np.int64, 2**24)):
+            labels = (_random_labels(rng, shape, 40, np.int64) + offset).astype(dtype)
+            for size in (1, 3, 5, 13):
+                got = label_maximum_filter(labels, size)
+                assert got.dtype == labels.dtype
+                np.testing.assert_array_equal(got, ndi.maximum_filter(labels, size=size))
+                got = label_minimum_filter(labels, size)
+                assert got.dtype == labels.dtype
+                np.testing.assert_array_equal(got, ndi.minimum_filter(labels, size=size))

@@ -86,7 +86,14 @@ from .arrays import nonzero_yx
 from .models import NUCLEI_COLUMNS
 from .resample import block_mean, upscale
 from .segmentation_flags import measure_nuclei, neighbour_pairs, working_measures
-from .segmentation_split import grow, refine_edges, split_overlaps, split_touching
+from .segmentation_split import (
+    grow,
+    label_maximum_filter,
+    label_minimum_filter,
+    refine_edges,
+    split_overlaps,
+    split_touching,
+)
 
 __all__ = ["FIELD_REFERENCE_KEYS", "segment_nuclei"]
 
@@ -316,7 +323,7 @@ def _full_resolution(
     above its nucleus' threshold ``cut``."""
     if factor == 1:
         return labels.astype(np.int32)
-    inner = (labels == ndi.minimum_filter(labels, 3)) & (labels == ndi.maximum_filter(labels, 3))
+    inner = (labels == label_minimum_filter(labels, 3)) & (labels == label_maximum_filter(labels, 3))
     grown = grow(labels, 1).astype(np.int32, copy=False)
     full = _repeat(grown, factor, shape)
     # Outline pixels: the full-resolution pixels of the outline blocks (grown, not inner).

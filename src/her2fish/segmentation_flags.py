@@ -11,7 +11,7 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 
-from .segmentation_split import grow, solidity_of
+from .segmentation_split import grow, label_maximum_filter, label_minimum_filter, solidity_of
 
 __all__ = [
     "FLAG_ORDER",
@@ -217,8 +217,8 @@ def neighbour_pairs(labels: np.ndarray, gap_px: int) -> np.ndarray:
     """(k, 2) label pairs whose pixels come within ``gap_px`` of each other (one per pair)."""
     size = 2 * gap_px + 1
     top = int(labels.max()) + 1
-    hi = ndi.maximum_filter(labels, size=size)
-    lo = ndi.minimum_filter(np.where(labels > 0, labels, top), size=size)
+    hi = label_maximum_filter(labels, size)
+    lo = label_minimum_filter(np.where(labels > 0, labels, top), size)
     found = [
         np.column_stack([labels[sel], other[sel]])
         for other, sel in ((hi, hi > labels), (lo, (lo < labels) & (labels > 0)))

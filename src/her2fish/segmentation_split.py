@@ -19,6 +19,8 @@ from .arrays import nonzero_yx
 __all__ = [
     "edge_levels",
     "grow",
+    "label_maximum_filter",
+    "label_minimum_filter",
     "refine_edges",
     "solidity_of",
     "split_overlaps",
@@ -54,7 +56,7 @@ def split_touching(mask: np.ndarray, min_d_px: float) -> np.ndarray:
     dist = filters.distance_transform_edt(mask)
     dist = ndi.gaussian_filter(dist, max(1.0, 0.1 * min_d_px))
     size = 2 * max(1, round(min_d_px / 4)) + 1  # local maxima within a quarter diameter
-    peaks = (dist == ndi.maximum_filter(dist, size=size)) & mask & (dist > 0)
+    peaks = (dist == filters.maximum_filter(dist, size=size)) & mask & (dist > 0)  # float32: exact
     seeds, n = ndi.label(peaks, structure=np.ones((3, 3), bool))
     labels = watershed(-dist, seeds, mask=mask)
     if n > 1:
@@ -133,10 +135,30 @@ def solidity_of(points: np.ndarray, area: float) -> float:
     return min(1.0, area / (hull.volume + hull.area / 2 + 1))  # Pick: filled hull pixel count
 
 
+def label_maximum_filter(labels: np.ndarray, size: int) -> np.ndarray:
+    """``ndi.maximum_filter(labels, size=size)`` for an integer label image, by OpenCV.
+
+    Labels below 2**24 in magnitude are exact in float32, and a maximum only picks values, so
+    OpenCV's float32 dilation (:func:`her2fish.filters.maximum_filter`, about 10 times faster
+    than scipy's integer filter) gives scipy's result; larger labels go to scipy.
+    """
+    if labels.size == 0 or max(-int(labels.min()), int(labels.max())) >= 2**24:
+        return ndi.maximum_filter(labels, size=size)
+    return filters.maximum_filter(labels.astype(np.float32), size=size).astype(labels.dtype)
+
+
+def label_minimum_filter(labels: np.ndarray, size: int) -> np.ndarray:
+    """``ndi.minimum_filter(labels, size=size)`` for an integer label image: the maximum of the
+    negated labels (exact, see :func:`label_maximum_filter`)."""
+    if labels.size == 0 or max(-int(labels.min()), int(labels.max())) >= 2**24:
+        return ndi.minimum_filter(labels, size=size)
+    return (-filters.maximum_filter(-labels.astype(np.float32), size=size)).astype(labels.dtype)
+
+
 def grow(labels: np.ndarray, px: int) -> np.ndarray:
     """Labels grown by ``px`` pixels into the background (a square neighbourhood; ties go to
     the higher label). A cheap stand-in for :func:`skimage.segmentation.expand_labels`."""
-    grown = ndi.maximum_filter(labels, size=2 * px + 1)
+    grown = label_maximum_filter(labels, 2 * px + 1)
     return np.where(labels > 0, labels, grown)
 
 
