@@ -10,10 +10,12 @@ from her2fish.nearest import disc_offsets, expand_labels, nearest_labels
 from her2fish.resample import block_mean
 from her2fish.segmentation import _disk_opening, _integral, _repeat
 from her2fish.segmentation_split import (
+    _group_percentile,
     _group_quantile,
     _group_sort,
     label_maximum_filter,
     label_minimum_filter,
+    refine_edges,
 )
 
 
@@ -163,3 +165,41 @@ def test_group_quantile_is_the_lower_quantile(seed):
                 for i in range(n + 1)
             ]
             np.testing.assert_array_equal(_group_quantile(ids, values, q, n), want)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_group_percentile_equals_numpy_percentile(seed):
+    rng = np.random.default_rng(seed)
+    for trial in range(60):
+        ids, values, n = _random_groups(rng, trial)
+        values = np.nan_to_num(values, posinf=7.0, neginf=-7.0)  # inf - inf: numpy's NaN
+        for dtype in (np.float32, np.float64):
+            for q in (0, 10, 25, 50, 75, 90, 99.9, 100):
+                want = [
+                    np.percentile(values[ids == i].astype(dtype), q) if (ids == i).any() else 0.0
+                    for i in range(n + 1)
+                ]
+                got = _group_percentile(ids, values.astype(dtype), q, n)
+                np.testing.assert_array_equal(got, want, err_msg=f"{trial} {q} {dtype}")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_refine_edges_level_equals_the_per_nucleus_percentile(seed):
+    """Each nucleus' level: the 75th percentile of its pixels below 1.5 times its known
+    single-layer level when they are >= 30 % of it, else of all its pixels."""
+    rng = np.random.default_rng(seed)
+    labels = _random_labels(rng, (60, 70), 80)
+    n = int(labels.max())
+    flat = rng.gamma(2.0, 50.0, labels.shape).astype(np.float32)
+    base = np.where(rng.random(n + 1) < 0.6, rng.uniform(20, 120, n + 1), 0.0)
+    level = refine_edges(labels, flat, 30.0, base, 0.5)[-1]
+    want = np.zeros(n + 1)
+    for i, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        values = flat[sl][labels[sl] == i]
+        if base[i] > 0:
+            single = values[values < 1.5 * base[i]]
+            values = single if single.size >= 0.3 * values.size else values
+        want[i] = np.percentile(values, 75)
+    np.testing.assert_array_equal(level, want)
