@@ -10,9 +10,11 @@ from her2fish.nearest import disc_offsets, expand_labels, nearest_labels
 from her2fish.resample import block_mean
 from her2fish.segmentation import _disk_opening, _integral, _repeat
 from her2fish.segmentation_split import (
+    _fill_holes,
     _group_percentile,
     _group_quantile,
     _group_sort,
+    _main_piece,
     label_maximum_filter,
     label_minimum_filter,
     refine_edges,
@@ -203,3 +205,24 @@ def test_refine_edges_level_equals_the_per_nucleus_percentile(seed):
             values = single if single.size >= 0.3 * values.size else values
         want[i] = np.percentile(values, 75)
     np.testing.assert_array_equal(level, want)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_main_piece_and_fill_holes_equal_scipy(seed):
+    """Random masks, from speckle (many pieces, ties for the largest) to solid with holes;
+    shapes down to one pixel."""
+    rng = np.random.default_rng(seed)
+    for _ in range(150):
+        shape = tuple(int(v) for v in rng.integers(1, 40, 2))
+        own = rng.random(shape) < rng.choice([0.0, 0.3, 0.5, 0.6, 0.8, 0.95, 1.0])
+        got = _fill_holes(own)
+        np.testing.assert_array_equal(got, ndi.binary_fill_holes(own))
+        main, fragments = _main_piece(own)
+        pieces, n = ndi.label(own)
+        want, want_fragments = own, 0.0
+        if n > 1:
+            sizes = np.bincount(pieces.ravel())[1:]
+            want_fragments = 1 - sizes.max() / sizes.sum()
+            want = pieces == int(np.argmax(sizes)) + 1
+        np.testing.assert_array_equal(main, want)
+        assert fragments == want_fragments

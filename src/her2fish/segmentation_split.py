@@ -6,6 +6,7 @@ down-sampled working scale. ``flat`` is the smoothed, background-subtracted DAPI
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
@@ -426,13 +427,38 @@ def refine_edges(
     for i, sl in enumerate(ndi.find_objects(grown), start=1):
         if sl is None:
             continue
-        own = grown[sl] == i
-        pieces, n_pieces = ndi.label(own)
-        if n_pieces > 1:
-            sizes = np.bincount(pieces.ravel())[1:]
-            fragments[i] = 1 - sizes.max() / sizes.sum()
-            own = pieces == int(np.argmax(sizes)) + 1
-        filled = ndi.binary_fill_holes(own) & ((grown[sl] == 0) | own)  # not other nuclei
+        own, fragments[i] = _main_piece(grown[sl] == i)
+        filled = _fill_holes(own) & ((grown[sl] == 0) | own)  # not other nuclei
         holes[i] = 1 - own.sum() / filled.sum()
         out[sl][filled] = i
     return out, cut, holes, fragments, level
+
+
+def _main_piece(own: np.ndarray) -> tuple[np.ndarray, float]:
+    """The largest 4-connected piece of the mask ``own`` and the share of ``own`` outside it.
+
+    ``ndi.label(own)``'s largest piece, found by OpenCV's connected components (3 times faster
+    than scipy on a nucleus' box). On a tie for the largest, scipy's numbering (raster order)
+    decides which one is kept, so such masks go to ``ndi.label``.
+    """
+    n, pieces, stats, _ = cv2.connectedComponentsWithStats(own.view(np.uint8), connectivity=4)
+    if n <= 2:  # background and at most one piece
+        return own, 0.0
+    sizes = stats[1:, cv2.CC_STAT_AREA]
+    if np.count_nonzero(sizes == sizes.max()) > 1:
+        pieces, _ = ndi.label(own)
+        sizes = np.bincount(pieces.ravel())[1:]
+    return pieces == int(np.argmax(sizes)) + 1, float(1 - sizes.max() / sizes.sum())
+
+
+def _fill_holes(own: np.ndarray) -> np.ndarray:
+    """``ndi.binary_fill_holes(own)``: background not 4-connected to the border is filled.
+
+    OpenCV's flood fill of the background from a frame of background around the mask (which
+    joins every border pixel) leaves the holes unfilled: 4 times faster than scipy's iterated
+    dilation on a nucleus' box.
+    """
+    frame = np.zeros((own.shape[0] + 2, own.shape[1] + 2), np.uint8)
+    frame[1:-1, 1:-1] = own
+    cv2.floodFill(frame, None, (0, 0), 1, flags=4)
+    return own | (frame[1:-1, 1:-1] == 0)
