@@ -15,6 +15,8 @@ from skimage.draw import disk
 
 from her2fish.data import make_field
 from her2fish.segmentation import segment_nuclei
+from her2fish.segmentation_flags import measure_nuclei
+from her2fish.segmentation_split import solidity_of
 
 from .test_segmentation import PX, disc, label_at, render
 
@@ -261,3 +263,37 @@ def test_edges_follow_each_nucleus_brightness():
     area = one_edge.set_index("cell_id")["area_um2"]
     bright, dim = (area[[label_at(labels, c) for c in pair]] for pair in (CORNERS[:2], CORNERS[2:]))
     assert (bright > 1.08 * true_um2).all() and (dim < 0.85 * true_um2).all()  # 55.8, 37.5
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_measure_nuclei_centroids_means_and_solidity_are_the_per_pixel_ones(seed):
+    """The centroid (from row/column counts), the mean DAPI and the solidity (hull of the
+    outline from an erosion) equal those from the nucleus' pixel list and a padded mask."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((120, 150), np.int32)
+    for i in range(1, 25):  # overlapping blobs and boxes, some cut by the image edge
+        y, x = rng.integers(-10, 130), rng.integers(-10, 160)
+        if i % 2:
+            labels[disk((y, x), rng.integers(3, 15), shape=labels.shape)] = i
+        else:
+            labels[max(y, 0) : y + rng.integers(2, 20), max(x, 0) : x + rng.integers(2, 20)] = i
+    image = rng.gamma(2.0, 300.0, labels.shape).astype(np.float32)
+    n = int(labels.max())
+    carried = {k: np.zeros(n + 1) for k in ("focus", "holes", "fragments", "level", "contrast")}
+    carried |= {"overlapping": np.zeros(n + 1, bool), "noise": np.ones(n + 1)}
+    limits = {"min_d": 4.0, "max_d": 20.0, "min_solidity": 0.9, "debris": 1, "min_focus": 0.0,
+              "damage_fraction": 0.15}  # fmt: skip
+    original = labels.copy()
+    columns = measure_nuclei(labels, image, 0.1, limits, carried, np.zeros((0, 2), int))
+    boxes = ndi.find_objects(original)
+    for row, i in enumerate(np.unique(original[original > 0])):
+        sl = boxes[i - 1]
+        own = original[sl] == i
+        rr, cc = np.nonzero(own)  # in the box: its mean, then its corner (to the last bit)
+        want = (rr.mean() + sl[0].start, cc.mean() + sl[1].start)
+        assert (columns["y"][row], columns["x"][row]) == want
+        assert columns["mean_dapi"][row] == float(image[sl][own].mean())
+        padded = np.pad(own, 1)
+        inner = own & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+        outline = np.argwhere(own & ~inner) + [sl[0].start, sl[1].start]
+        assert columns["solidity"][row] == solidity_of(outline, float(rr.size))
