@@ -1,6 +1,7 @@
 """Fast label and morphology helpers give exactly what the library functions they replace give."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage as ndi
 from skimage.morphology import disk
@@ -15,6 +16,7 @@ from her2fish.segmentation_split import (
     _group_quantile,
     _group_sort,
     _main_piece,
+    _saddles,
     label_maximum_filter,
     label_minimum_filter,
     refine_edges,
@@ -226,3 +228,32 @@ def test_main_piece_and_fill_holes_equal_scipy(seed):
             want = pieces == int(np.argmax(sizes)) + 1
         np.testing.assert_array_equal(main, want)
         assert fragments == want_fragments
+
+
+def _saddles_by_groupby(regions, dist):
+    """The former _saddles: the same boundary pixels, grouped by a pandas groupby."""
+    parts = []
+    for axis in (0, 1):
+        n = regions.shape[axis]
+        a, b = regions.take(range(n - 1), axis=axis), regions.take(range(1, n), axis=axis)
+        da, db = dist.take(range(n - 1), axis=axis), dist.take(range(1, n), axis=axis)
+        sel = (a != b) & (a > 0) & (b > 0)
+        parts.append((a[sel], b[sel], np.minimum(da[sel], db[sel])))
+    a, b, d = (np.concatenate(p) for p in zip(*parts, strict=True))
+    if a.size == 0:
+        return []
+    pairs = pd.DataFrame({"lo": np.minimum(a, b), "hi": np.maximum(a, b), "d": d})
+    best = pairs.groupby(["lo", "hi"], sort=False)["d"].max()
+    return [(int(lo), int(hi), float(v)) for (lo, hi), v in best.items()]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_saddles_equal_the_groupby_in_order(seed):
+    """Pairs, their highest boundary value and their order (first met) are the former ones;
+    coarse distances make equal saddles, whose order sets the merges."""
+    rng = np.random.default_rng(seed)
+    for shape in ((1, 1), (1, 12), (9, 1), (30, 41), (64, 64)):
+        for n in (0, 5, 60):
+            regions = _random_labels(rng, shape, n)
+            dist = rng.integers(0, 4, shape).astype(np.float32)
+            assert _saddles(regions, dist) == _saddles_by_groupby(regions, dist)
