@@ -83,17 +83,11 @@ from skimage.filters import threshold_otsu
 from skimage.morphology import disk
 
 from .arrays import nonzero_yx
+from .label_ops import label_maximum_filter, label_minimum_filter
 from .models import NUCLEI_COLUMNS
 from .resample import block_mean, upscale
 from .segmentation_flags import measure_nuclei, neighbour_pairs, working_measures
-from .segmentation_split import (
-    grow,
-    label_maximum_filter,
-    label_minimum_filter,
-    refine_edges,
-    split_overlaps,
-    split_touching,
-)
+from .segmentation_split import grow, refine_edges, split_overlaps, split_touching
 
 __all__ = ["FIELD_REFERENCE_KEYS", "segment_nuclei"]
 

@@ -12,7 +12,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from . import filters
-from .segmentation_split import grow, label_maximum_filter, label_minimum_filter, solidity_of
+from .label_ops import label_maximum_filter, label_minimum_filter
+from .segmentation_split import grow, solidity_of
 
 __all__ = [
     "FLAG_ORDER",

@@ -6,7 +6,6 @@ down-sampled working scale. ``flat`` is the smoothed, background-subtracted DAPI
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
@@ -15,12 +14,17 @@ from skimage.segmentation import watershed
 
 from . import filters
 from .arrays import nonzero_yx
+from .label_ops import (
+    fill_holes,
+    group_percentile,
+    group_quantile,
+    label_maximum_filter,
+    main_piece,
+)
 
 __all__ = [
     "edge_levels",
     "grow",
-    "label_maximum_filter",
-    "label_minimum_filter",
     "refine_edges",
     "solidity_of",
     "split_overlaps",
@@ -144,103 +148,11 @@ def solidity_of(points: np.ndarray, area: float) -> float:
     return min(1.0, area / (hull.volume + hull.area / 2 + 1))  # Pick: filled hull pixel count
 
 
-def label_maximum_filter(labels: np.ndarray, size: int) -> np.ndarray:
-    """``ndi.maximum_filter(labels, size=size)`` for an integer label image, by OpenCV.
-
-    Labels below 2**24 in magnitude are exact in float32, and a maximum only picks values, so
-    OpenCV's float32 dilation (:func:`her2fish.filters.maximum_filter`, about 10 times faster
-    than scipy's integer filter) gives scipy's result; larger labels go to scipy.
-    """
-    if labels.size == 0 or max(-int(labels.min()), int(labels.max())) >= 2**24:
-        return ndi.maximum_filter(labels, size=size)
-    return filters.maximum_filter(labels.astype(np.float32), size=size).astype(labels.dtype)
-
-
-def label_minimum_filter(labels: np.ndarray, size: int) -> np.ndarray:
-    """``ndi.minimum_filter(labels, size=size)`` for an integer label image: the maximum of the
-    negated labels (exact, see :func:`label_maximum_filter`)."""
-    if labels.size == 0 or max(-int(labels.min()), int(labels.max())) >= 2**24:
-        return ndi.minimum_filter(labels, size=size)
-    return (-filters.maximum_filter(-labels.astype(np.float32), size=size)).astype(labels.dtype)
-
-
 def grow(labels: np.ndarray, px: int) -> np.ndarray:
     """Labels grown by ``px`` pixels into the background (a square neighbourhood; ties go to
     the higher label). A cheap stand-in for :func:`skimage.segmentation.expand_labels`."""
     grown = label_maximum_filter(labels, 2 * px + 1)
     return np.where(labels > 0, labels, grown)
-
-
-def _group_sort(ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``ids`` and ``values`` sorted by id, then by value (``np.lexsort((values, ids))``).
-
-    For float32 values (no NaN) and ids in [0, 2**32) one sort of 64-bit keys does it, 5-10
-    times faster than the lexsort: the id in the high 32 bits, the value's bits in the low 32,
-    made to sort as the floats do (a positive float's sign bit is set, a negative float's bits
-    are all flipped) and turned back into the float afterwards. Equal values may come in
-    another order than lexsort's, which no order statistic can tell (-0.0 becomes 0.0).
-    Other dtypes go to the lexsort.
-    """
-    if (
-        values.dtype != np.float32
-        or ids.size == 0
-        or ids.dtype.kind not in "iu"
-        or int(ids.min()) < 0
-        or int(ids.max()) >= 2**32
-    ):
-        order = np.lexsort((values, ids))
-        return ids[order], values[order]
-    bits = (values + np.float32(0)).view(np.uint32)  # + 0: -0.0 becomes 0.0
-    low = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
-    key = (ids.astype(np.uint64) << np.uint64(32)) | low
-    key.sort()
-    low = key.astype(np.uint32)  # the low 32 bits
-    bits = np.where(low >> 31, low & np.uint32(0x7FFFFFFF), ~low)
-    return (key >> np.uint64(32)).astype(ids.dtype), bits.view(np.float32)
-
-
-def _group_percentile(ids: np.ndarray, values: np.ndarray, q: float, n: int) -> np.ndarray:
-    """Per id in 0..n, ``np.percentile(values[ids == id], q)`` (linear interpolation, same
-    value to the last bit); 0 where an id has none. ``values``: a float dtype, no NaN.
-
-    numpy's arithmetic is repeated: the virtual index ``(count - 1) * (q / 100)`` in float64,
-    its floor and fraction ``t`` (the last value when the index reaches it), and the
-    interpolation ``a + (b - a) * t``, or ``b - (b - a) * (1 - t)`` when ``t >= 0.5``, in the
-    values' dtype (a Python ``q`` makes ``t`` a weak scalar there).
-    """
-    ids, values = _group_sort(ids, values)
-    starts = np.searchsorted(ids, np.arange(n + 2))
-    counts = np.diff(starts)[: n + 1]
-    has = counts > 0
-    count, start = counts[has], starts[: n + 1][has]
-    quantile = q / 100
-    virtual = (count - 1) * quantile  # numpy's virtual index of the linear method
-    before = np.floor(virtual)
-    after = before + 1
-    last = virtual >= count - 1
-    before[last], after[last] = -1, -1  # numpy's index of the last value
-    t = virtual - before
-    a = values[start + np.where(before < 0, count + before, before).astype(np.intp)]
-    b = values[start + np.where(after < 0, count + after, after).astype(np.intp)]
-    diff = b - a
-    found = a + diff * t.astype(values.dtype)
-    upper = t >= 0.5
-    found[upper] = (b - diff * (1 - t).astype(values.dtype))[upper]
-    out = np.zeros(n + 1)
-    out[has] = found
-    return out
-
-
-def _group_quantile(ids: np.ndarray, values: np.ndarray, q: float, n: int) -> np.ndarray:
-    """Per id in 0..n, the ``q`` quantile (lower) of ``values``; 0 where an id has none."""
-    ids, values = _group_sort(ids, values)
-    starts = np.searchsorted(ids, np.arange(n + 2))
-    counts = np.diff(starts)
-    out = np.zeros(n + 1)
-    has = counts[: n + 1] > 0
-    pick = starts[: n + 1] + np.floor(q * np.maximum(counts[: n + 1] - 1, 0)).astype(np.intp)
-    out[has] = values[pick[has]]
-    return out
 
 
 def _ridge(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -283,8 +195,8 @@ def edge_levels(labels: np.ndarray, flat: np.ndarray, band_px: int) -> np.ndarra
         band &= ~filters.binary_erosion(inside, iterations=band_px, border_value=1)
         band &= ridge
         ids, g, v = reach[band], grad[band], flat[band]
-        strong = g >= _RIDGE_MIN * _group_quantile(ids, g, 1.0, n)[ids]
-        found = _group_quantile(ids[strong], v[strong], 0.5, n)
+        strong = g >= _RIDGE_MIN * group_quantile(ids, g, 1.0, n)[ids]
+        found = group_quantile(ids[strong], v[strong], 0.5, n)
         value = np.where(found > 0, found, value)
         inside = (reach > 0) & (flat >= np.where(value > 0, value, np.inf)[reach])
     return value
@@ -425,7 +337,7 @@ def refine_edges(
         np.bincount(ids[single], minlength=n + 1) >= 0.3 * np.bincount(ids, minlength=n + 1)
     )
     keep = single | ~use[ids]
-    level = _group_percentile(ids[keep], values[keep], _LEVEL_PERCENTILE, n)
+    level = group_percentile(ids[keep], values[keep], _LEVEL_PERCENTILE, n)
     cut = np.maximum(edge_level * level, floor) if edge_level > 0 else np.full(n + 1, threshold)
     cut[0] = np.inf
     grown = watershed(-flat, labels, mask=(flat > floor) | (labels > 0))
@@ -435,38 +347,10 @@ def refine_edges(
     for i, sl in enumerate(ndi.find_objects(grown), start=1):
         if sl is None:
             continue
-        own, fragments[i] = _main_piece(grown[sl] == i)
-        filled = _fill_holes(own) & ((grown[sl] == 0) | own)  # not other nuclei
+        own, fragments[i] = main_piece(grown[sl] == i)
+        filled = fill_holes(own) & ((grown[sl] == 0) | own)  # not other nuclei
         holes[i] = 1 - own.sum() / filled.sum()
         out[sl][filled] = i
     return out, cut, holes, fragments, level
 
 
-def _main_piece(own: np.ndarray) -> tuple[np.ndarray, float]:
-    """The largest 4-connected piece of the mask ``own`` and the share of ``own`` outside it.
-
-    ``ndi.label(own)``'s largest piece, found by OpenCV's connected components (3 times faster
-    than scipy on a nucleus' box). On a tie for the largest, scipy's numbering (raster order)
-    decides which one is kept, so such masks go to ``ndi.label``.
-    """
-    n, pieces, stats, _ = cv2.connectedComponentsWithStats(own.view(np.uint8), connectivity=4)
-    if n <= 2:  # background and at most one piece
-        return own, 0.0
-    sizes = stats[1:, cv2.CC_STAT_AREA]
-    if np.count_nonzero(sizes == sizes.max()) > 1:
-        pieces, _ = ndi.label(own)
-        sizes = np.bincount(pieces.ravel())[1:]
-    return pieces == int(np.argmax(sizes)) + 1, float(1 - sizes.max() / sizes.sum())
-
-
-def _fill_holes(own: np.ndarray) -> np.ndarray:
-    """``ndi.binary_fill_holes(own)``: background not 4-connected to the border is filled.
-
-    OpenCV's flood fill of the background from a frame of background around the mask (which
-    joins every border pixel) leaves the holes unfilled: 4 times faster than scipy's iterated
-    dilation on a nucleus' box.
-    """
-    frame = np.zeros((own.shape[0] + 2, own.shape[1] + 2), np.uint8)
-    frame[1:-1, 1:-1] = own
-    cv2.floodFill(frame, None, (0, 0), 1, flags=4)
-    return own | (frame[1:-1, 1:-1] == 0)
