@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from her2fish.clusters import debris_flags, single_signal_reference
+from her2fish.clusters import single_signal_reference
 from her2fish.data import make_field
+from her2fish.debris import debris_flags
 from her2fish.models import PipelineConfig
 from her2fish.pipeline import score_image
 
@@ -84,22 +85,22 @@ def test_debris_mask_reaches_into_the_flank_of_a_broad_blob():
     # peak, enough to hide a signal), and not 3 sigma.
     import pandas as pd
 
-    from her2fish import clusters
+    from her2fish import debris
 
     yy, xx = np.mgrid[:240, :240]
     blob = 320 * np.exp(-((yy - 120) ** 2 + (xx - 120) ** 2) / (2 * 10.0**2))
     img = 100 + blob + np.random.default_rng(2).normal(0, 4, yy.shape)
     table = pd.DataFrame({"copies": [1], "peak": [80.0]})
-    grown = clusters.debris_mask(img, img, table, table, pixel_size_um=0.1)
+    grown = debris.debris_mask(img, img, table, table, pixel_size_um=0.1)
     assert grown[120, 120 + 16] and not grown[120, 120 + 30]
-    core = clusters._grow_regions(grown, 0.0)
+    core = debris._grow_regions(grown, 0.0)
     assert core.sum() == grown.sum()  # factor 0: unchanged
-    bare = clusters.DEBRIS_GROW
+    bare = debris.DEBRIS_GROW
     try:
-        clusters.DEBRIS_GROW = 0.0
-        plain = clusters.debris_mask(img, img, table, table, pixel_size_um=0.1)
+        debris.DEBRIS_GROW = 0.0
+        plain = debris.debris_mask(img, img, table, table, pixel_size_um=0.1)
     finally:
-        clusters.DEBRIS_GROW = bare
+        debris.DEBRIS_GROW = bare
     assert plain.sum() < grown.sum() and not plain[120, 120 + 16] and (grown | plain).sum() == grown.sum()
 
 

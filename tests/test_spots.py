@@ -330,7 +330,7 @@ def test_blocked_trend_and_debris_band_match_their_full_resolution_filters():
     stay within a couple of per cent of the full-resolution filters they stand for."""
     from scipy import ndimage as ndi
 
-    from her2fish import clusters, spots_photometry
+    from her2fish import debris, spots_photometry
 
     rng = np.random.default_rng(5)
     img = ndi.gaussian_filter(rng.normal(200, 40, (400, 520)), 2).astype(np.float32)
@@ -348,7 +348,7 @@ def test_blocked_trend_and_debris_band_match_their_full_resolution_filters():
 
     d = 4.0
     ref = ndi.gaussian_filter(img, d) - ndi.gaussian_filter(img, 4 * d)
-    got = clusters._band_pass(img, d)
+    got = debris._band_pass(img, d)
     assert got.shape == img.shape
     assert np.abs(got - ref)[inner].max() < 0.03 * (ref.max() - ref.min())
     assert np.unravel_index(np.argmax(got), got.shape) == pytest.approx((160, 112), abs=3)

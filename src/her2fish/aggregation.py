@@ -114,7 +114,7 @@ def debris_cells(*tables: pd.DataFrame) -> np.ndarray:
 
 
 def mark_debris(nuclei: pd.DataFrame, labels: np.ndarray, mask: np.ndarray) -> pd.DataFrame:
-    """``nuclei`` with those that debris (``mask``, :func:`her2fish.clusters.debris_mask`)
+    """``nuclei`` with those that debris (``mask``, :func:`her2fish.debris.debris_mask`)
     reaches into marked not evaluable, reason ``debris`` (a copy; the others unchanged)."""
     return exclude_nuclei(nuclei, np.unique(labels[mask & (labels > 0)]), "debris")
 

@@ -15,8 +15,8 @@ from scipy import ndimage as ndi
 
 from . import filters, io
 from .aggregation import assign_spots, cell_table, debris_cells, mark_debris
-from .clusters import debris_flags, debris_mask
 from .config import resolve_rules
+from .debris import debris_flags, debris_mask
 from .models import SPOTS_COLUMNS, FishImage, PipelineConfig, SegmentationParams, SpotParams
 from .scoring import score_cells
 from .segmentation import segment_nuclei

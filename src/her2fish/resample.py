@@ -2,7 +2,7 @@
 
 Broad structure (a nucleus at segmentation scale, a background wider than any signal) holds no
 detail finer than the filter, so it is computed on ``f`` x ``f`` block means and scaled back up:
-:mod:`her2fish.segmentation` segments nuclei this way and :mod:`her2fish.clusters` measures the
+:mod:`her2fish.segmentation` segments nuclei this way and :mod:`her2fish.debris` measures the
 broad response of debris.
 """
 

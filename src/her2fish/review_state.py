@@ -56,7 +56,7 @@ NUCLEUS_FIELDS: dict[str, type] = {
 }
 
 #: Fields of a signal row (spots.csv without ``image``, plus ``source``) and their types.
-#: ``debris`` signals (autofluorescent debris, see :func:`her2fish.clusters.debris_flags`) count
+#: ``debris`` signals (autofluorescent debris, see :func:`her2fish.debris.debris_flags`) count
 #: for no nucleus, as in the pipeline.
 SPOT_FIELDS: dict[str, type] = {
     "channel": str,

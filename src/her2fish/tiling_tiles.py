@@ -58,7 +58,7 @@ def _score_tile(
     """Second pass on one tile: its own nuclei (as cells, tile-local ids) and spots, in slide
     coordinates; how many nuclei were cut by the tile's outer edge; the thresholds used."""
     from .aggregation import cell_table, debris_cells, join_reasons, mark_debris
-    from .clusters import debris_mask
+    from .debris import debris_mask
     from .pipeline import SPOTS_OUTPUT_COLUMNS, detect_probes, remove_debris, segment
 
     px = slide.pixel_size_um
