@@ -45,7 +45,8 @@ from .clusters import (
     photometry,
     single_signal_reference,
 )
-from .spots import SPOT_TABLE_COLUMNS, _empty_table, _validate
+from .spots import SPOT_TABLE_COLUMNS
+from .spots_checks import _empty_table, _validate
 from .spots_maxima import FINE_K as THRESHOLD_K
 from .spots_maxima import FINE_RELATIVE as RELATIVE_MIN
 from .spots_maxima import FINE_SIGMA_FRACTION as LOG_SIGMA_FRACTION
