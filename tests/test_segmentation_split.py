@@ -9,8 +9,8 @@ from skimage.segmentation import expand_labels as skimage_expand_labels
 
 from her2fish.nearest import disc_offsets, expand_labels, nearest_labels
 from her2fish.resample import block_mean
-from her2fish.segmentation import _disk_opening, _integral, _repeat
 from her2fish.segmentation_split import _saddles, refine_edges
+from her2fish.segmentation_steps import _disk_opening, _integral, _repeat
 
 
 def _random_labels(rng, shape, n, dtype=np.int32):
