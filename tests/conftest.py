@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,3 +57,12 @@ def case_batch(tmp_path):
             )
     run_batch([tmp_path / "in"], out_dir=tmp_path / "out")
     return tmp_path / "out"
+
+
+def random_labels(rng, shape, n, dtype=np.int32):
+    """``n`` random small blocks (1-5 px a side) of labels 1-8, overlapping, on a zero image."""
+    labels = np.zeros(shape, dtype)
+    for _ in range(n):
+        y, x = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+        labels[y : y + rng.integers(1, 6), x : x + rng.integers(1, 6)] = rng.integers(1, 9)
+    return labels

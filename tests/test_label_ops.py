@@ -15,6 +15,8 @@ from her2fish.label_ops import (
     main_piece,
 )
 
+from .conftest import random_labels
+
 
 def _random_groups(rng, trial):
     """Group ids 0..n and float32 values: spread magnitudes, many ties, or +-0 and infinities."""
@@ -30,14 +32,6 @@ def _random_groups(rng, trial):
     return ids, values.astype(np.float32), n
 
 
-def _random_labels(rng, shape, n, dtype=np.int32):
-    labels = np.zeros(shape, dtype)
-    for _ in range(n):
-        y, x = rng.integers(0, shape[0]), rng.integers(0, shape[1])
-        labels[y : y + rng.integers(1, 6), x : x + rng.integers(1, 6)] = rng.integers(1, 9)
-    return labels
-
-
 @pytest.mark.parametrize("seed", range(3))
 def test_label_minimum_and_maximum_filters_equal_scipy(seed):
     """The OpenCV label filters give scipy's values (borders included) and keep the dtype,
@@ -45,7 +39,7 @@ def test_label_minimum_and_maximum_filters_equal_scipy(seed):
     rng = np.random.default_rng(seed)
     for shape in ((1, 1), (2, 9), (31, 17), (64, 80)):
         for dtype, offset in ((np.int32, 0), (np.uint16, 0), (np.int64, -(2**20)), (np.int64, 2**24)):
-            labels = (_random_labels(rng, shape, 40, np.int64) + offset).astype(dtype)
+            labels = (random_labels(rng, shape, 40, np.int64) + offset).astype(dtype)
             for size in (1, 3, 5, 13):
                 got = label_maximum_filter(labels, size)
                 assert got.dtype == labels.dtype

@@ -12,13 +12,7 @@ from her2fish.resample import block_mean
 from her2fish.segmentation_split import _saddles, refine_edges
 from her2fish.segmentation_steps import _disk_opening, _integral, _repeat
 
-
-def _random_labels(rng, shape, n, dtype=np.int32):
-    labels = np.zeros(shape, dtype)
-    for _ in range(n):
-        y, x = rng.integers(0, shape[0]), rng.integers(0, shape[1])
-        labels[y : y + rng.integers(1, 6), x : x + rng.integers(1, 6)] = rng.integers(1, 9)
-    return labels
+from .conftest import random_labels
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -28,7 +22,7 @@ def test_expand_labels_equals_skimage_including_ties(seed):
     rng = np.random.default_rng(seed)
     for shape in ((1, 1), (3, 40), (57, 61)):
         for n in (0, 3, 30):
-            labels = _random_labels(rng, shape, n, np.uint16 if n == 3 else np.int32)
+            labels = random_labels(rng, shape, n, np.uint16 if n == 3 else np.int32)
             for distance in (-1.0, 0.0, 0.7, 1.0, 1.5, np.sqrt(5), 3.0, 4.6, 8.0, 13.0):
                 got = expand_labels(labels, distance)
                 want = skimage_expand_labels(labels, distance=distance)
@@ -51,7 +45,7 @@ def test_expand_labels_on_nuclei_sized_labels_equals_skimage():
 @pytest.mark.parametrize("seed", range(3))
 def test_nearest_labels_equal_the_distance_transform_within_reach(seed):
     rng = np.random.default_rng(10 + seed)
-    labels = _random_labels(rng, (45, 52), 20)
+    labels = random_labels(rng, (45, 52), 20)
     dist, (iy, ix) = ndi.distance_transform_edt(labels == 0, return_indices=True)
     for reach in (1.0, 2.5, 6.0, 14.0):  # 14: the transform fallback
         near, got = nearest_labels(labels, reach)
@@ -107,7 +101,7 @@ def test_refine_edges_level_equals_the_per_nucleus_percentile(seed):
     """Each nucleus' level: the 75th percentile of its pixels below 1.5 times its known
     single-layer level when they are >= 30 % of it, else of all its pixels."""
     rng = np.random.default_rng(seed)
-    labels = _random_labels(rng, (60, 70), 80)
+    labels = random_labels(rng, (60, 70), 80)
     n = int(labels.max())
     flat = rng.gamma(2.0, 50.0, labels.shape).astype(np.float32)
     base = np.where(rng.random(n + 1) < 0.6, rng.uniform(20, 120, n + 1), 0.0)
@@ -148,6 +142,6 @@ def test_saddles_equal_the_groupby_in_order(seed):
     rng = np.random.default_rng(seed)
     for shape in ((1, 1), (1, 12), (9, 1), (30, 41), (64, 64)):
         for n in (0, 5, 60):
-            regions = _random_labels(rng, shape, n)
+            regions = random_labels(rng, shape, n)
             dist = rng.integers(0, 4, shape).astype(np.float32)
             assert _saddles(regions, dist) == _saddles_by_groupby(regions, dist)

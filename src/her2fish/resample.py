@@ -18,6 +18,12 @@ from . import filters
 __all__ = ["block_gaussian", "block_mean", "block_min", "upscale", "wide_gaussian"]
 
 
+def _pad_to_blocks(image: np.ndarray, factor: int) -> np.ndarray:
+    """``image`` edge-padded at the bottom and right to whole ``factor`` x ``factor`` blocks."""
+    ph, pw = -image.shape[0] % factor, -image.shape[1] % factor
+    return np.pad(image, ((0, ph), (0, pw)), mode="edge") if ph or pw else image
+
+
 def block_mean(image: np.ndarray, factor: int, *, integral: bool = False) -> np.ndarray:
     """Mean over ``factor`` x ``factor`` blocks (edge-padded).
 
@@ -28,9 +34,7 @@ def block_mean(image: np.ndarray, factor: int, *, integral: bool = False) -> np.
     """
     if factor == 1:
         return image
-    h, w = image.shape
-    ph, pw = -h % factor, -w % factor
-    padded = np.pad(image, ((0, ph), (0, pw)), mode="edge") if ph or pw else image
+    padded = _pad_to_blocks(image, factor)
     if not integral:
         src = np.ascontiguousarray(padded, dtype=np.float64 if padded.dtype == np.float64 else np.float32)
         size = (src.shape[1] // factor, src.shape[0] // factor)  # (width, height)
@@ -55,9 +59,7 @@ def block_min(image: np.ndarray, factor: int) -> np.ndarray:
     """
     if factor == 1:
         return image
-    h, w = image.shape
-    ph, pw = -h % factor, -w % factor
-    padded = np.pad(image, ((0, ph), (0, pw)), mode="edge") if ph or pw else image
+    padded = _pad_to_blocks(image, factor)
     rows = padded[::factor].copy()
     for a in range(1, factor):
         np.minimum(rows, padded[a::factor], out=rows)
