@@ -136,6 +136,9 @@ class OutputFolder:
         self.journal = Journal(self.path / JOURNAL_NAME)
         self.run_json = self.path / "run.json"
         self._n_parts = 0
+        # Frames of the part files this object wrote, by file name, with their SHA-256:
+        # assemble() takes them from here instead of reading and parsing the files again.
+        self._written: dict[str, tuple[str, pd.DataFrame]] = {}
         #: The per-tile table written by the last :meth:`assemble` (None: no tiled image).
         self.tiles: pd.DataFrame | None = None
 
@@ -201,6 +204,7 @@ class OutputFolder:
             digest["sha256"] = file_sha256(tmp)
 
         atomic_write(self.parts / name, write)
+        self._written[name] = (digest["sha256"], frame.copy())  # callers may change theirs
         return {
             "file": name,
             "sha256": digest["sha256"],
@@ -252,7 +256,14 @@ class OutputFolder:
         return True
 
     def read_part(self, part: Mapping[str, Any]) -> pd.DataFrame:
-        """Read one part file back with the dtypes it was written with (hash-checked)."""
+        """Read one part file back with the dtypes it was written with (hash-checked).
+
+        A part written by this object is not read again: the frame it was written from is
+        returned (a test keeps the two equal).
+        """
+        written = self._written.get(part["file"])
+        if written is not None and written[0] == part["sha256"]:
+            return written[1]
         path = self.parts / part["file"]
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != part["sha256"]:
