@@ -11,7 +11,7 @@ import tifffile
 
 from her2fish.cli import main
 from her2fish.data import make_field
-from her2fish.io_tiles import open_slide
+from her2fish.io_tiles import open_slide, slide_shape
 from her2fish.models import PipelineConfig, SegmentationParams
 from her2fish.pipeline import score_image
 from her2fish.tiling import plan_tiles, score_tiled, tiling_options
@@ -249,6 +249,24 @@ def test_lazy_tiff_regions(slide_path, field, tiled):
     assert tiled.name == "slide.ome.tif" and tiled.shape == SHAPE
 
 
+def test_slide_shape_reads_the_tiff_header_only(slide_path, tmp_path):
+    """needs_tiling asks slide_shape for every batch image: a TIFF's header is enough, and
+    zarr (imported by the region reader, ~0.13 s) is not imported for it."""
+    import subprocess
+    import sys
+
+    assert slide_shape(slide_path) == SHAPE
+    two = tmp_path / "two.ome.tif"
+    tifffile.imwrite(two, np.zeros((2, 64, 96), np.uint16), ome=True, metadata={"axes": "CYX"})
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00" + b"\x00" * 64)
+    assert slide_shape(two) is None and slide_shape(tmp_path / "bad.tif") is None
+    assert slide_shape(tmp_path / "missing.tif") is None
+    code = (f"import sys; from her2fish.io_tiles import slide_shape; s = slide_shape({str(slide_path)!r}); "
+            "print(s, 'zarr' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["(962,", "962)", "False"]
+
+
 def test_open_slide_refuses_z_stacks_and_non_tiff(tmp_path):
     stack = np.zeros((2, 3, 64, 64), np.uint16)
     tifffile.imwrite(tmp_path / "z.ome.tif", stack, ome=True, metadata={"axes": "ZCYX"})
@@ -343,6 +361,7 @@ def test_ome_zarr_regions(tmp_path):
         assert slide.channel_indices == {"dapi": 1, "her2": 0, "cep17": 2}
         region = slide.read(10, 50, 20, 80)
     np.testing.assert_array_equal(region, data[[1, 0, 2], 0, 10:50, 20:80])
+    assert slide_shape(tmp_path / "s.ome.zarr") == (300, 200)
 
 
 def test_cli_tile_halo_without_tiling_is_refused(tmp_path, capsys):

@@ -13,7 +13,7 @@ Readers
   :func:`her2fish.io.read_image` (same metadata rules, same errors).
 - **OME-Zarr** (``.zarr`` folder, NGFF 0.4 / 0.5): the first (full-resolution) dataset of the
   first multiscale; channel names from ``omero``, pixel size from the dataset's ``scale``
-  (assumed micrometres unless the X axis gives another unit).
+  (assumed micrometres unless the X axis gives another unit); see :mod:`her2fish.io_ome_zarr`.
 - **Arrays**: a :class:`~her2fish.models.FishImage` or three 2-D arrays (numpy, memory-mapped,
   Zarr or Dask arrays: anything that slices), for tests and in-memory use.
 
@@ -183,9 +183,30 @@ def _check_data_in_file(path: Path, series: Any, shape: tuple[int, ...], dtype: 
             )
 
 
-def _open_tiff(path: Path, cmap: dict | None, pixel_size_um: float | None) -> Slide:
+@dataclass
+class _TiffHeader:
+    """What :func:`_open_tiff` needs from a TIFF's header, checked (no pixel data read)."""
+
+    tf: Any  # the open tifffile.TiffFile
+    series: Any
+    axes: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    sq_axes: str
+    names: list[str]
+    indices: dict[str, int]
+    channel_source: str
+    pixel_size_um: float
+    metadata: dict[str, Any]
+
+    @property
+    def yx(self) -> tuple[int, int]:
+        return self.shape[self.axes.index("Y")], self.shape[self.axes.index("X")]
+
+
+def _tiff_header(path: Path, cmap: dict | None, pixel_size_um: float | None) -> _TiffHeader:
+    """Open a TIFF and check its layout, channels and pixel size; the caller closes ``tf``."""
     import tifffile
-    import zarr
 
     source = str(path)
     with _io._no_tiff_errors_logged(source), _io._tiff_errors(source):
@@ -202,7 +223,6 @@ def _open_tiff(path: Path, cmap: dict | None, pixel_size_um: float | None) -> Sl
             file_x, _, file_source = _io._file_pixel_size(tf, pixels, ij)
             n_levels = len(series.levels)
             _check_data_in_file(path, series, shape, dtype)
-            store = series.aszarr(level=0)
         if dtype.kind not in "uif":
             raise ValueError(f"{source} has unsupported pixel type {dtype}; expected int or float")
         sq_axes, is_rgb, n_channels = _plan(axes, shape, source)
@@ -213,99 +233,44 @@ def _open_tiff(path: Path, cmap: dict | None, pixel_size_um: float | None) -> Sl
             )
         indices, channel_source = _io._assign_channels(cmap, names, is_rgb, source)
         px = _resolve_pixel_size(pixel_size_um, file_x, source)
-        array = zarr.open(store, mode="r")
     except BaseException:
         tf.close()
         raise
-    yx = tuple(shape[axes.index(a)] for a in "YX")
-    return Slide(
-        shape=yx,  # type: ignore[arg-type]
-        pixel_size_um=px,
-        dtype=dtype,
-        reader=_array_reader(array, axes, shape, sq_axes, indices),
-        source=source,
-        channel_names=tuple(names),
-        channel_indices={r: indices[r] for r in CHANNEL_ROLES},
-        metadata={
-            "format": "ome" if pixels is not None else "imagej" if ij else "tiff",
-            "axes": axes,
-            "shape": shape,
-            "dtype": str(dtype),
-            "pyramid_levels": n_levels,
-            "tiled": bool(tf.pages.first.is_tiled),
-            "pixel_size_source": "argument" if pixel_size_um is not None else file_source,
-            "channel_source": channel_source,
-        },
-        closer=tf.close,
-    )
+    metadata = {
+        "format": "ome" if pixels is not None else "imagej" if ij else "tiff",
+        "axes": axes,
+        "shape": shape,
+        "dtype": str(dtype),
+        "pyramid_levels": n_levels,
+        "tiled": bool(tf.pages.first.is_tiled),
+        "pixel_size_source": "argument" if pixel_size_um is not None else file_source,
+        "channel_source": channel_source,
+    }
+    return _TiffHeader(tf, series, axes, shape, dtype, sq_axes, list(names), indices,
+                       channel_source, px, metadata)
 
 
-def _open_ome_zarr(path: Path, cmap: dict | None, pixel_size_um: float | None) -> Slide:
+def _open_tiff(path: Path, cmap: dict | None, pixel_size_um: float | None) -> Slide:
     import zarr
 
-    source = str(path)
+    head = _tiff_header(path, cmap, pixel_size_um)
     try:
-        group = zarr.open_group(str(path), mode="r")
-    except Exception as exc:  # noqa: BLE001 - any failure means "not a readable OME-Zarr"
-        raise ValueError(f"{source} is not a readable OME-Zarr folder: {exc}") from exc
-    attrs = dict(group.attrs)
-    ome = attrs.get("ome", attrs)  # NGFF 0.5 nests the metadata under "ome"
-    multiscales = ome.get("multiscales") or []
-    if not multiscales or not multiscales[0].get("datasets"):
-        raise ValueError(f"{source} has no OME-Zarr 'multiscales' metadata")
-    ms = multiscales[0]
-    axes_meta = ms.get("axes") or [
-        {"name": a} for a in "tczyx"[-len(group[ms["datasets"][0]["path"]].shape) :]
-    ]
-    axes = "".join(str(a["name"] if isinstance(a, dict) else a).upper()[0] for a in axes_meta)
-    dataset = ms["datasets"][0]
-    array = group[dataset["path"]]
-    shape = tuple(array.shape)
-    if len(axes) != len(shape):
-        raise ValueError(f"{source}: axes {axes!r} do not match the array shape {shape}")
-    file_x = None
-    for transform in dataset.get("coordinateTransformations") or []:
-        if transform.get("type") == "scale" and "X" in axes:
-            unit = next(
-                (
-                    a.get("unit")
-                    for a in axes_meta
-                    if isinstance(a, dict) and str(a.get("name")).lower() == "x"
-                ),
-                None,
-            )
-            file_x = _io._to_um(transform["scale"][axes.index("X")], unit or "micrometer")
-    sq_axes, is_rgb, n_channels = _plan(axes, shape, source)
-    channels_meta = (ome.get("omero") or {}).get("channels") or []
-    names = tuple(str(c.get("label") or "") for c in channels_meta)
-    if len(names) != n_channels:
-        names = ("",) * n_channels
-    if n_channels < 3:
-        raise ValueError(
-            f"{source} has {n_channels} channels; at least 3 are needed (DAPI, HER2, CEP17)"
-        )
-    indices, channel_source = _io._assign_channels(cmap, names, is_rgb, source)
-    px = _resolve_pixel_size(pixel_size_um, file_x, source)
-    dtype = np.dtype(array.dtype)
-    if dtype.kind not in "uif":
-        raise ValueError(f"{source} has unsupported pixel type {dtype}; expected int or float")
+        with _io._no_tiff_errors_logged(str(path)), _io._tiff_errors(str(path)):
+            store = head.series.aszarr(level=0)
+        array = zarr.open(store, mode="r")
+    except BaseException:
+        head.tf.close()
+        raise
     return Slide(
-        shape=tuple(shape[axes.index(a)] for a in "YX"),  # type: ignore[arg-type]
-        pixel_size_um=px,
-        dtype=dtype,
-        reader=_array_reader(array, axes, shape, sq_axes, indices),
-        source=source,
-        channel_names=names,
-        channel_indices={r: indices[r] for r in CHANNEL_ROLES},
-        metadata={
-            "format": "ome-zarr",
-            "axes": axes,
-            "shape": shape,
-            "dtype": str(dtype),
-            "pyramid_levels": len(ms["datasets"]),
-            "pixel_size_source": "argument" if pixel_size_um is not None else "ome-zarr",
-            "channel_source": channel_source,
-        },
+        shape=head.yx,
+        pixel_size_um=head.pixel_size_um,
+        dtype=head.dtype,
+        reader=_array_reader(array, head.axes, head.shape, head.sq_axes, head.indices),
+        source=str(path),
+        channel_names=tuple(head.names),
+        channel_indices={r: head.indices[r] for r in CHANNEL_ROLES},
+        metadata=head.metadata,
+        closer=head.tf.close,
     )
 
 
@@ -384,7 +349,9 @@ def open_slide(
             raise FileNotFoundError(f"image file not found: {path}")
         cmap = _check_map(channels)
         if path.is_dir() and path.suffix.lower() == ".zarr":
-            return _open_ome_zarr(path, cmap, pixel_size_um)
+            from .io_ome_zarr import open_ome_zarr
+
+            return open_ome_zarr(path, cmap, pixel_size_um)
         if path.suffix.lower() in (".tif", ".tiff", ".btf", ".tf8"):
             return _open_tiff(path, cmap, pixel_size_um)
         raise ValueError(
@@ -402,7 +369,13 @@ def open_slide(
 def slide_shape(path: str | os.PathLike) -> tuple[int, int] | None:
     """(Y, X) size of the image at ``path`` from its header, or None when it cannot be told
     without reading the image (formats other than TIFF and OME-Zarr, unreadable files)."""
+    path = Path(path)
     try:
+        if path.suffix.lower() in (".tif", ".tiff", ".btf", ".tf8") and path.is_file():
+            # The header alone: opening the Zarr view would import zarr for nothing.
+            head = _tiff_header(path, _check_map("dapi=0,her2=1,cep17=2"), 1.0)
+            head.tf.close()
+            return head.yx
         with open_slide(path, channels="dapi=0,her2=1,cep17=2", pixel_size_um=1.0) as slide:
             return slide.shape
     except Exception:  # noqa: BLE001 - anything unreadable here is left to the full reader
