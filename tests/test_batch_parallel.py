@@ -57,3 +57,28 @@ def test_workers_run_opencv_on_one_thread():
         assert pool.submit(_opencv_threads).result(timeout=120) == 1
     finally:
         pool.shutdown(wait=True)
+
+
+def test_worker_server_starts_early_with_the_pipeline_preloaded():
+    # `her2fish score --workers 2` starts the forkserver before its own imports; the pool then
+    # forks its workers from that server, which has imported the pipeline already.
+    import multiprocessing
+
+    from her2fish.batch_exec import WORKER_PRELOAD, _new_pool, start_worker_server
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        assert start_worker_server() is False
+        return
+    assert start_worker_server() is True
+    from multiprocessing import forkserver
+
+    server_pid = forkserver._forkserver._forkserver_pid
+    os.kill(server_pid, 0)  # running: raises ProcessLookupError otherwise
+    pool = _new_pool(1)
+    try:
+        # eval: a builtin, so the worker imports nothing of its own (no test module) to call it
+        expr = f"[name for name in {WORKER_PRELOAD!r} if name in __import__('sys').modules]"
+        assert pool.submit(eval, expr).result(timeout=120) == list(WORKER_PRELOAD)
+    finally:
+        pool.shutdown(wait=True)
+    assert forkserver._forkserver._forkserver_pid == server_pid  # the pool used that server

@@ -29,7 +29,9 @@ from .batch_store import BatchError, file_sha256
 from .export import cells_frame, error_row, images_row, spots_frame
 from .models import PipelineConfig
 
-__all__ = ["ImageJob", "dask_client", "require_dask", "run_jobs", "score_job", "show"]
+__all__ = [
+    "ImageJob", "dask_client", "require_dask", "run_jobs", "score_job", "show", "start_worker_server",
+]
 
 #: Fault injection for tests: a worker process scoring the image of this name dies at once.
 CRASH_ENV = "HER2FISH_TEST_CRASH_IMAGE"
@@ -197,12 +199,39 @@ def _init_worker(parent_pid: int) -> None:
     threading.Thread(target=watch, name="her2fish-parent-watch", daemon=True).start()
 
 
-def _new_pool(workers: int) -> ProcessPoolExecutor:
+#: Modules the forkserver imports once, before it forks the pool workers: the pipeline, and
+#: what scoring a first image would otherwise import in every worker.
+WORKER_PRELOAD = ("her2fish.batch_exec", "her2fish.pipeline", "her2fish.io_formats")
+
+
+def _pool_context() -> Any:
     # forkserver/spawn, never fork: a forked worker would inherit the output-folder lock.
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["her2fish.batch_exec", "her2fish.pipeline"])
+        ctx.set_forkserver_preload(list(WORKER_PRELOAD))
+    return ctx
+
+
+def start_worker_server() -> bool:
+    """Start the forkserver that pool workers are forked from, without waiting for it.
+
+    It imports the pipeline (``WORKER_PRELOAD``, about half a second) in a process of its
+    own, so a caller that calls this first (the ``her2fish`` command with ``--workers 2`` or
+    more) goes on with its own start-up meanwhile; the pool of :func:`run_jobs` uses the
+    running server. Returns False where workers are spawned instead (no forkserver).
+    """
+    ctx = _pool_context()
+    if ctx.get_start_method() != "forkserver":
+        return False
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+    return True
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    ctx = _pool_context()
     return ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
     )

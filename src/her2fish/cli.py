@@ -132,6 +132,10 @@ def _start_logging(out: str, *, quiet: bool) -> Callable[[], None]:
 
 
 def _run_score(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    if args.workers > 1 and args.dask is None:
+        from .batch_exec import start_worker_server
+
+        start_worker_server()  # its imports overlap with this process' own start-up
     from .batch import run_batch
     from .config import load_config
     from .models import PipelineConfig
