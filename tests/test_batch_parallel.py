@@ -82,3 +82,18 @@ def test_worker_server_starts_early_with_the_pipeline_preloaded():
     finally:
         pool.shutdown(wait=True)
     assert forkserver._forkserver._forkserver_pid == server_pid  # the pool used that server
+
+
+def test_a_script_without_a_main_guard_is_told_why_its_workers_die(small, tmp_path):  # noqa: F811
+    # Worker processes import the calling script again; at its top level it starts the batch
+    # again there, which Python refuses, so every worker dies: the failure must say so.
+    script = tmp_path / "no_guard.py"
+    out = tmp_path / "o"
+    script.write_text(
+        "from her2fish.batch import run_batch\n"
+        f"run_batch([{str(small)!r}], out_dir={str(out)!r}, workers=2)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    images = read_tables(out)[0]
+    assert list(images.status) == ["error"] * len(images), proc.stderr
+    assert all('if __name__ == "__main__":' in e for e in images.error)

@@ -138,6 +138,9 @@ def run_batch(
         Analysis options.
     workers : int
         Worker processes (1 = run in this process); with ``dask="local"``, local Dask workers.
+        Worker processes import the calling script again (as ``multiprocessing`` does with
+        the forkserver and spawn start methods), so a script must start the batch under
+        ``if __name__ == "__main__":``.
     fmt : {"csv", "parquet"}
         Table format.
     resume : bool

@@ -199,6 +199,15 @@ def _init_worker(parent_pid: int) -> None:
     threading.Thread(target=watch, name="her2fish-parent-watch", daemon=True).start()
 
 
+#: What kills a worker process before or while it scores an image, said with its failure. A
+#: script that starts a batch with workers at its top level, outside ``if __name__ ==
+#: "__main__":``, starts it again in every worker, which imports the script (the forkserver and
+#: spawn start methods); Python stops that worker at once.
+WORKER_DEATH_CAUSES = (
+    "killed for lack of memory, or a crash in a library; from a Python script, check that the "
+    'batch is started under if __name__ == "__main__": (worker processes import the script again)'
+)
+
 #: Modules the forkserver imports once, before it forks the pool workers: the pipeline, and
 #: what scoring a first image would otherwise import in every worker.
 WORKER_PRELOAD = ("her2fish.batch_exec", "her2fish.pipeline", "her2fish.io_formats")
@@ -288,7 +297,7 @@ def _run_pool(jobs: Sequence[ImageJob], args: tuple, workers: int) -> Iterator[d
                 yield failed_record(
                     broken[0],
                     "the worker process scoring this image died, also when scoring it alone "
-                    "(killed for lack of memory, or a crash in a library)",
+                    f"({WORKER_DEATH_CAUSES})",
                 )
             else:
                 log.warning(
