@@ -56,6 +56,10 @@ def test_exports_are_written_inside_the_folder(scored):
     lims = [json.loads((exports / n).read_text()) for n in names if n.endswith(".lims.json")]
     assert {d["image"] for d in lims} == {"caseA/01_non_amplified.ome.tif", "caseA/02_polysomy.ome.tif",
                                          "caseB/04_amplified.ome.tif", "caseB/05_highly_amplified.ome.tif"}
+    # The LIMS result carries the case as the tables give it (the sub-folder), not the image.
+    assert {d["image"]: d["case_id"] for d in lims} == {
+        "caseA/01_non_amplified.ome.tif": "caseA", "caseA/02_polysomy.ome.tif": "caseA",
+        "caseB/04_amplified.ome.tif": "caseB", "caseB/05_highly_amplified.ome.tif": "caseB"}
     xlsx = pd.read_excel(exports / "summary.xlsx", sheet_name=None)
     assert set(xlsx) == {"images", "cases"}
 
@@ -67,10 +71,12 @@ def test_sample_sheet_groups_and_sets_tissue(tmp_path, sample_paths):
         rows.append(f"{p},{case},colorectal,")
     sheet.write_text("\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "o"
-    assert main(["score", "--samples", str(sheet), "--out", str(out), "-q"]) == 0
+    assert main(["score", "--samples", str(sheet), "--out", str(out), "-q", "--export", "lims"]) == 0
     cases = pd.read_csv(out / "cases.csv", keep_default_na=False)
     assert list(cases.case_id) == ["P1", "P2"] and set(cases.rule_set) == {"colorectal"}
     assert list(cases.n_images) == [2, 2]
+    lims = [json.loads(f.read_text()) for f in sorted((out / "exports").glob("*.lims.json"))]
+    assert sorted(d["case_id"] for d in lims) == ["P1", "P1", "P2", "P2"]
 
 
 def test_bad_sample_sheet_stops_before_scoring(tmp_path, capsys):

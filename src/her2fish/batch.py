@@ -20,7 +20,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from .batch_store import (
     pause_point,
     run_record,
 )
-from .cases import CaseInfo
+from .cases import CaseInfo, case_from_name
 from .config import resolve_rules
 from .export import require_parquet, write_json
 from .interop import EXPORTS, IMAGE_EXPORTS
@@ -215,6 +215,11 @@ def run_batch(
     if tiling != dict(DEFAULT_TILING):  # runs with the default keep their earlier fingerprint
         params["tiling"] = tiling
     case_of = _case_map(jobs, samples)
+    # Each image's case, as the tables will give it, for its LIMS export.
+    jobs = [
+        replace(job, case_id=(case_of.get(job.name) or CaseInfo(case_from_name(job.name))).case_id)
+        for job in jobs
+    ]
     if dask is not None:
         require_dask()
     with ExitStack() as stack:

@@ -41,10 +41,13 @@ image_log = logging.getLogger("her2fish.batch.image")
 
 @dataclass(frozen=True)
 class ImageJob:
-    """One input: the name used in the tables and the file path."""
+    """One input: the name used in the tables, the file path and, when known, the case it
+    belongs to (written into its LIMS export; None: the case its name gives, see
+    :func:`her2fish.cases.case_from_name`)."""
 
     name: str
     path: Path
+    case_id: str | None = None
 
 
 def show(name: str) -> str:
@@ -124,7 +127,8 @@ def score_job(
                 from .interop import write_image_exports
 
                 try:
-                    record["exports"] = write_image_exports(result, export_dir, exports)
+                    record["exports"] = write_image_exports(
+                        result, export_dir, exports, case_id=job.case_id)
                 except OSError as exc:
                     record = {k: v for k, v in record.items() if k not in ("cells", "spots", "tiles")}
                     record["row"] = error_row(

@@ -348,7 +348,9 @@ def export_stem(image_name: str) -> str:
     return f"{base[:80]}-{digest}"
 
 
-def write_image_exports(result: Any, folder: str | os.PathLike, kinds: Any) -> dict[str, str]:
+def write_image_exports(
+    result: Any, folder: str | os.PathLike, kinds: Any, *, case_id: str | None = None
+) -> dict[str, str]:
     """Write the per-image exports of a :class:`~her2fish.pipeline.ScoreResult`.
 
     Parameters
@@ -360,6 +362,10 @@ def write_image_exports(result: Any, folder: str | os.PathLike, kinds: Any) -> d
     kinds : iterable of str
         Any of :data:`IMAGE_EXPORTS`: ``geojson`` (QuPath nuclei + signals), ``labels`` (label
         OME-TIFF), ``points`` (napari points CSVs in pixels and in µm), ``lims`` (JSON result).
+    case_id : str, optional
+        The case written into the ``lims`` result, as in the batch's tables (default: the case
+        the image name gives, :func:`her2fish.cases.case_from_name`: its first folder, else
+        the name without its suffixes).
 
     Returns
     -------
@@ -386,6 +392,9 @@ def write_image_exports(result: Any, folder: str | os.PathLike, kinds: Any) -> d
         b = write_points_csv(spots, folder / f"{stem}.points_um.csv", pixel_size_um=px)
         written["points"] = f"{a.name};{b.name}"
     if "lims" in kinds:
-        written["lims"] = write_lims_json(lims_result(result.summary),
+        from .cases import case_from_name
+
+        case = case_id if case_id is not None else case_from_name(result.name)
+        written["lims"] = write_lims_json(lims_result(result.summary, case_id=case),
                                           folder / f"{stem}.lims.json").name
     return written
