@@ -164,3 +164,10 @@ def test_batch_options_in_help():
     text = sub.choices["score"].format_help()
     for option in ("--resume", "--overwrite", "--dask ADDRESS, --dask-scheduler ADDRESS", "--workers"):
         assert option in text
+    # Every file type the folder search picks up is named; no option shows an empty default.
+    from her2fish.io import SUPPORTED_SUFFIXES
+
+    flat = " ".join(text.split())
+    assert all(suffix in flat for suffix in SUPPORTED_SUFFIXES)
+    assert "(default: None)" not in flat and "(default: False)" not in flat and "(default: ())" not in flat
+    assert "(default: 1)" in flat and "(default: csv)" in flat

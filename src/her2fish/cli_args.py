@@ -11,6 +11,17 @@ import math
 
 from . import __version__
 
+
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default where it says something: not for options without one
+    (None, an empty list, an off switch) nor where the help text already gives it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, (), []) or "(default" in text:
+            return text
+        return super()._get_help_string(action)
+
 __all__ = ["get_arg_parser"]
 
 
@@ -57,8 +68,10 @@ def get_arg_parser() -> argparse.ArgumentParser:
         "score",
         help="score images or folders of images",
         description="Score every image given (folders are searched recursively for "
-        ".tif/.tiff files) and write images, cells and spots tables plus run.json to --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        ".tif, .tiff, .png, .jpg, .jpeg, .czi, .nd2 and .lif files and OME-Zarr folders) and "
+        "write images, cells "
+        "and spots tables plus run.json to --out.",
+        formatter_class=_DefaultsHelpFormatter,
     )
     score.add_argument(
         "inputs", nargs="*", metavar="INPUT",
