@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -56,10 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     args = parser.parse_args(argv)
     truth_paths = []
+    # The napari plugin ships copies of some samples (File > Open Sample); keep them equal.
+    packaged = Path(__file__).resolve().parent.parent / "src" / "her2fish" / "_napari" / "samples"
+    default_out = args.outdir.resolve() == Path(__file__).resolve().parent
     for stem, scenario, seed in SAMPLES:
         tif, js = write_sample(make_field(scenario, seed=seed), args.outdir, stem)
         print(f"wrote {tif} ({tif.stat().st_size / 1e6:.2f} MB) and {js.name}", file=sys.stderr)
         truth_paths.append(js)
+        copy = packaged / tif.name
+        if default_out and copy.is_file():
+            shutil.copyfile(tif, copy)
+            print(f"copied it to {copy}", file=sys.stderr)
     print(table(truth_paths))
     return 0
 

@@ -71,6 +71,24 @@ def test_ome_cyx_round_trip(tmp_path, no_warnings):
     assert md["n_z"] == 1 and md["format"] == "ome"
 
 
+def test_ome_writes_are_reproducible(tmp_path):
+    # The same image written twice gives the same bytes (make samples leaves git clean); another
+    # image or pixel size gets another OME UUID.
+    data, names = _data((3, 20, 24)), ("DAPI", "HER2", "CEP17")
+    a = write_ome_tiff(tmp_path / "a.ome.tif", data, channel_names=names, pixel_size_um=0.1)
+    b = write_ome_tiff(tmp_path / "b.ome.tif", data, channel_names=names, pixel_size_um=0.1)
+    c = write_ome_tiff(tmp_path / "c.ome.tif", data, channel_names=names, pixel_size_um=0.2)
+    d = write_ome_tiff(tmp_path / "d.ome.tif", data + 1, channel_names=names, pixel_size_um=0.1)
+    assert a.read_bytes() == b.read_bytes()
+
+    def uuid_of(path):
+        with tifffile.TiffFile(path) as tif:
+            return tif.ome_metadata.split('UUID="', 1)[1].split('"', 1)[0]
+
+    assert uuid_of(a).startswith("urn:uuid:")
+    assert len({uuid_of(a), uuid_of(c), uuid_of(d)}) == 3
+
+
 def test_ome_zcyx_projects_keeps_stack_and_reorders(tmp_path):
     data = _data((5, 3, 16, 18), seed=1)
     path = write_ome_tiff(

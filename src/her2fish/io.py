@@ -9,9 +9,11 @@ images in :mod:`her2fish.io_tiles`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -329,6 +331,7 @@ def write_ome_tiff(
     """Write a (C, Y, X) or (Z, C, Y, X) array as an OME-TIFF with channel names and pixel size.
 
     The file is written to a temporary name and renamed, so a reader never sees half a file.
+    The same data and metadata always give the same bytes (the OME UUID is derived from them).
 
     Parameters
     ----------
@@ -370,6 +373,11 @@ def write_ome_tiff(
     if z_step_um is not None and data.ndim == 4:
         metadata["PhysicalSizeZ"] = float(z_step_um)
         metadata["PhysicalSizeZUnit"] = "µm"
+    # The OME UUID names the dataset: derived from the pixels and metadata (not random, as
+    # tifffile's default), so writing the same image again gives the same bytes.
+    digest = hashlib.sha256(np.ascontiguousarray(data).tobytes())
+    digest.update(repr((data.dtype.str, data.shape, sorted(metadata.items()))).encode("utf-8"))
+    metadata["UUID"] = f"urn:uuid:{uuid.UUID(bytes=digest.digest()[:16], version=4)}"
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
