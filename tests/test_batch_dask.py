@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from her2fish import batch_exec
+from her2fish import batch_dask
 from her2fish.batch import BatchError, run_batch
 from her2fish.cli import main
 
@@ -50,7 +50,7 @@ def test_dask_gives_the_same_tables_and_resumes(small, tmp_path, client, capsys)
 
 def test_unreachable_scheduler_is_a_clear_error(small, tmp_path, capsys, monkeypatch):  # noqa: F811
     pytest.importorskip("distributed")
-    monkeypatch.setattr(batch_exec, "DASK_CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(batch_dask, "DASK_CONNECT_TIMEOUT", "1s")
     code = main(["score", str(small), "--out", str(tmp_path / "o"), "-q",
                  "--dask", "tcp://127.0.0.1:9"])
     assert code == 2

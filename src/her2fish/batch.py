@@ -28,7 +28,8 @@ from typing import Any
 import pandas as pd
 
 from .batch_cases import _add_cases, _case_map
-from .batch_exec import ImageJob, dask_client, require_dask, run_jobs, show
+from .batch_dask import dask_client, require_dask
+from .batch_exec import ImageJob, run_jobs, show
 from .batch_jobs import _latest_entries, _previous, _unchanged, find_images
 from .batch_lock import OutputLock, OutputLockedError
 from .batch_store import (

@@ -1,4 +1,4 @@
-"""Run image jobs in this process, in worker processes, or on a Dask cluster.
+"""Run image jobs in this process, in worker processes, or on a Dask cluster (:mod:`her2fish.batch_dask`).
 
 Every runner yields one record per image as soon as it is scored, in completion order; the
 caller (:func:`her2fish.batch.run_batch`) persists each record before asking for the next, so
@@ -19,18 +19,17 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .allocator import keep_freed_memory
-from .batch_store import BatchError, file_sha256
+from .batch_store import file_sha256
 from .export import cells_frame, error_row, images_row, spots_frame
 from .models import PipelineConfig
 
 __all__ = [
-    "ImageJob", "dask_client", "require_dask", "run_jobs", "score_job", "show", "start_worker_server",
+    "ImageJob", "run_jobs", "score_job", "show", "start_worker_server",
 ]
 
 #: Fault injection for tests: a worker process scoring the image of this name dies at once.
@@ -314,79 +313,6 @@ def _run_pool(jobs: Sequence[ImageJob], args: tuple, workers: int) -> Iterator[d
         _stop_pool(pool, finished=finished)
 
 
-#: How long to wait for a Dask scheduler to answer.
-DASK_CONNECT_TIMEOUT = "10s"
-
-
-def require_dask() -> None:
-    """Raise a clear error naming the extra to install if dask.distributed is missing."""
-    try:
-        import distributed  # noqa: F401
-    except ImportError as exc:
-        raise BatchError(
-            "running on Dask needs dask.distributed: pip install 'her2fish[dask]'"
-        ) from exc
-
-
-@contextmanager
-def dask_client(dask: Any, workers: int = 1) -> Iterator[Any]:
-    """A ``distributed.Client`` for ``dask``; clusters and clients made here are closed after.
-
-    Parameters
-    ----------
-    dask : str or distributed.Client
-        ``"local"`` (a LocalCluster of ``workers`` single-threaded worker processes), a
-        scheduler address such as ``"tcp://10.0.0.5:8786"``, or a client (used as is).
-    workers : int
-        Worker processes of a local cluster.
-
-    Raises
-    ------
-    BatchError
-        If dask.distributed is not installed or the scheduler cannot be reached.
-    """
-    require_dask()
-    from distributed import Client, LocalCluster
-
-    if not isinstance(dask, str):
-        yield dask  # made by the caller, who also closes it
-        return
-    if dask == "local":
-        with LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster, Client(cluster) as client:
-            yield client
-        return
-    try:
-        client = Client(dask, timeout=DASK_CONNECT_TIMEOUT)
-    except (OSError, TimeoutError) as exc:
-        raise BatchError(f"cannot connect to the Dask scheduler at {dask}: {exc}") from exc
-    with client:
-        yield client
-
-
-def _run_dask(jobs: Sequence[ImageJob], args: tuple, client: Any) -> Iterator[dict[str, Any]]:
-    from distributed import as_completed
-
-    futures: dict[Any, ImageJob] = {}
-    try:
-        for job in jobs:
-            futures[client.submit(_score_job_in_worker, os.getpid(), job, *args, pure=False)] = job
-        if jobs:
-            log.info("submitted %d image(s) to the Dask scheduler %s", len(jobs), client.scheduler.address)
-        for future in as_completed(list(futures)):
-            job = futures.pop(future)
-            try:
-                record = future.result()
-            except Exception as exc:  # noqa: BLE001 - a lost task is one failed image
-                record = failed_record(job, f"the Dask task failed: {type(exc).__name__}: {exc}")
-            future.release()
-            yield record
-    finally:
-        for future in futures:
-            future.cancel()
-
-
 def run_jobs(
     jobs: Sequence[ImageJob],
     *,
@@ -420,6 +346,8 @@ def run_jobs(
     jobs = list(jobs)
     args = (channels, pixel_size_um, config, tuple(exports), export_dir, tiling)
     if dask is not None:
+        from .batch_dask import _run_dask
+
         yield from _run_dask(jobs, args, dask)
     elif workers == 1 or len(jobs) <= 1:
         for job in jobs:
