@@ -62,6 +62,36 @@ def test_user_choice_survives_new_layers(viewer):
     assert widget._layer_boxes["her2"].value is viewer.layers["CEP17"]
 
 
+def test_a_hand_choice_is_forgotten_when_its_layer_goes(viewer):
+    # The user picks a layer by hand, then clears the layers and opens the next image: the
+    # boxes preselect that image's channels again instead of keeping a stale first layer.
+    viewer.open_sample("her2fish", "amplified")
+    widget = _widget(viewer)
+    widget._layer_boxes["her2"].value = viewer.layers["CEP17"]
+    widget._layer_boxes["her2"].value = viewer.layers["HER2"]
+    viewer.layers.clear()
+    viewer.open_sample("her2fish", "equivocal")
+    chosen = {role: box.value.name for role, box in widget._layer_boxes.items()}
+    assert chosen == {"dapi": "DAPI", "her2": "HER2", "cep17": "CEP17"}
+
+
+def test_a_typed_pixel_size_survives_another_unscaled_dapi_choice(viewer):
+    rng = np.random.default_rng(2)
+    for name in ("a", "b", "c"):
+        viewer.add_image(rng.random((16, 16)), name=name)
+    widget = _widget(viewer)
+    widget._pixel_size.value = 0.1
+    widget._layer_boxes["dapi"].value = viewer.layers["b"]
+    assert widget._pixel_size.value == pytest.approx(0.1)
+    # A layer that knows its pixel size sets it; one prefilled value is not carried over to
+    # an unscaled layer chosen afterwards.
+    viewer.add_image(rng.random((16, 16)), name="scaled", scale=(0.2, 0.2))
+    widget._layer_boxes["dapi"].value = viewer.layers["scaled"]
+    assert widget._pixel_size.value == pytest.approx(0.2)
+    widget._layer_boxes["dapi"].value = viewer.layers["c"]
+    assert widget._pixel_size.value == 0
+
+
 @pytest.mark.parametrize("key", ["non_amplified", "amplified", "highly_amplified"])
 def test_score_sample_matches_truth(viewer, key, notifications):
     viewer.open_sample("her2fish", key)

@@ -73,6 +73,8 @@ class AnalysisWidget(Container):
         self._result_layers: list[Any] = []
         self._last_run: ScoredRun | None = None
         self._pixel_size_from: int | None = None  # layer the pixel size was last prefilled from
+        self._pixel_size_typed = False  # the user typed the pixel size (not prefilled)
+        self._prefilling = False
 
         self._layer_boxes = {
             role: ComboBox(
@@ -148,6 +150,7 @@ class AnalysisWidget(Container):
         self._stage_signal.stage.connect(self._on_stage)
         for role, box in self._layer_boxes.items():
             box.changed.connect(partial(self._on_layer_choice, role))
+        self._pixel_size.changed.connect(self._on_pixel_size)
         self._score_button.changed.connect(self._on_score)
         self._cancel_button.changed.connect(self._on_cancel)
         events = self._viewer.layers.events
@@ -172,7 +175,15 @@ class AnalysisWidget(Container):
         return list(self._result_layers)
 
     def reset_choices(self, *_: Any) -> None:
-        """Refresh the layer lists and preselect a layer per role where none was chosen."""
+        """Refresh the layer lists and preselect a layer per role where none was chosen.
+
+        A role whose chosen layer has left the viewer (e.g. the layers were cleared for the
+        next image) is preselected again, as if never chosen by hand.
+        """
+        present = {id(layer) for layer in self._viewer.layers}
+        for role, box in self._layer_boxes.items():
+            if box.value is None or id(box.value) not in present:
+                self._auto[role] = True
         self._updating = True
         try:
             super().reset_choices()
@@ -207,10 +218,26 @@ class AnalysisWidget(Container):
             self._layer_boxes[role].value = layer
 
     def _prefill_pixel_size(self) -> None:
+        """Take the pixel size from a newly chosen DAPI layer. A layer without one keeps a
+        value the user typed, and clears one prefilled from another layer (never carried over
+        silently from an earlier image)."""
         dapi = self._layer_boxes["dapi"].value
-        if dapi is not None and layer_key(dapi) != self._pixel_size_from:
-            self._pixel_size_from = layer_key(dapi)
-            self._pixel_size.value = layer_pixel_size(dapi) or 0.0
+        if dapi is None or layer_key(dapi) == self._pixel_size_from:
+            return
+        self._pixel_size_from = layer_key(dapi)
+        known = layer_pixel_size(dapi)
+        if known is None and self._pixel_size_typed:
+            return
+        self._prefilling = True
+        try:
+            self._pixel_size.value = known or 0.0
+        finally:
+            self._prefilling = False
+        self._pixel_size_typed = False
+
+    def _on_pixel_size(self, _value: Any = None) -> None:
+        if not self._prefilling:
+            self._pixel_size_typed = float(self._pixel_size.value) > 0
 
     # ---------------------------------------------------------------- handlers
     def _on_layer_choice(self, role: str, _value: Any = None) -> None:
