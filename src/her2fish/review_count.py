@@ -152,7 +152,8 @@ def _straddles(rs: RuleSet, r: tuple[float, float], m: tuple[float, float]) -> b
 
 
 def _with_message(s: CountStatus, rs: RuleSet) -> CountStatus:
-    parts = [f"{s.n_reviewed} nuclei reviewed ({s.required} required)"]
+    parts = [f"{s.n_reviewed} {'nucleus' if s.n_reviewed == 1 else 'nuclei'} reviewed "
+             f"({s.required} required)"]  # fmt: skip
     if s.borderline:
         parts.append(f"ratio {s.ratio:.2f} is borderline ({rs.borderline_low:.2f}-"
                      f"{rs.borderline_high:.2f}): {rs.borderline_min_cells} nuclei are needed (C4)")  # fmt: skip

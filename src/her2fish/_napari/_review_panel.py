@@ -7,11 +7,12 @@ row of :func:`her2fish.cases.score_case` (via :class:`~her2fish.review_case.Case
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 from typing import Any
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QGridLayout, QLabel, QWidget
+from qtpy.QtWidgets import QGridLayout, QLabel, QSizePolicy, QWidget
 
 from ._format import FLAG_TEXT, fmt_number
 
@@ -19,6 +20,14 @@ __all__ = ["SCORE_ROWS", "score_text", "count_text", "ScorePanel"]
 
 #: Rows of the score panel.
 SCORE_ROWS = ("Cells scored", "GCN (mean HER2)", "HER2/CEP17 ratio", "Group", "Flags")
+
+
+def _breakable(text: str) -> str:
+    """``text`` with a zero-width space after each ``_``, ``.``, ``-`` and ``/``, where a long
+    file name may then wrap."""
+    for mark in "_.-/":
+        text = text.replace(mark, mark + "\u200b")
+    return text
 
 
 def _ci(row: Mapping[str, Any], key: str, lo: str, hi: str) -> str:
@@ -60,9 +69,11 @@ def score_text(row: Mapping[str, Any] | None) -> dict[str, str]:
 
 def count_text(status: Any) -> str:
     """ "Count until decided" text of a :class:`~her2fish.review_count.CountStatus`."""
-    change = "yes" if status.call_can_change else "no"
-    head = (f"Reviewed {status.n_reviewed} of {status.required} required; "
-            f"{status.n_more_needed} more needed; call can still change: {change}"
+    more = (f" ({status.n_more_needed} more to count)" if status.n_more_needed
+            else " (enough counted)")  # fmt: skip
+    change = ("the remaining nuclei could still change the group" if status.call_can_change
+              else "the remaining nuclei cannot change the group")  # fmt: skip
+    head = (f"Reviewed {status.n_reviewed} of the {status.required} nuclei required{more}; {change}"
             + ("; DECIDED" if status.decided else ""))  # fmt: skip
     return f"{head}\n{status.message}"
 
@@ -75,6 +86,9 @@ class ScorePanel(QWidget):
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         self._head = {"field": QLabel("<b>Field</b>"), "case": QLabel("<b>Case</b>")}
+        for head in self._head.values():  # long image names wrap instead of widening the dock
+            head.setWordWrap(True)
+            head.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         grid.addWidget(self._head["field"], 0, 1)
         grid.addWidget(self._head["case"], 0, 2)
         self._cells: dict[tuple[str, str], QLabel] = {}
@@ -92,8 +106,9 @@ class ScorePanel(QWidget):
     def show_scores(self, field: Mapping[str, Any] | None, case: Mapping[str, Any] | None, *,
                     field_title: str = "Field", case_title: str = "Case") -> None:  # fmt: skip
         """Fill the field and case columns (None: dashes)."""
-        self._head["field"].setText(f"<b>{field_title}</b>")
-        self._head["case"].setText(f"<b>{case_title}</b>")
+        for column, title in (("field", field_title), ("case", case_title)):
+            self._head[column].setText(f"<b>{_breakable(html.escape(title))}</b>")
+            self._head[column].setToolTip(title)
         for column, row in (("field", field), ("case", case)):
             texts = score_text(row)
             for name, value in texts.items():
