@@ -380,3 +380,17 @@ def test_thumbnails_are_redrawn_after_any_label_edit(viewer, batch, qtbot):
     key = widget.gallery.icon_key(cid)
     widget.next_nucleus()  # no label edit: thumbnails kept
     assert widget.gallery.icon_key(cid) == key
+
+
+def test_sign_off_warns_below_the_required_count_and_an_edit_says_it_withdrew_it(
+    viewer, batch, notifications
+):
+    widget = _widget(viewer, batch)
+    s = widget.session
+    widget.include_current()
+    assert widget.mark_reviewed() is not None and s.signoff["reviewed"]
+    warned = [m for sev, m in notifications if sev.lower() == "warning" and "Signed off with 1 of" in m]
+    assert len(warned) == 1 and "count 19 more" in warned[0]
+    widget.include_current()  # any later edit withdraws the sign-off, and says so
+    assert not s.signoff["reviewed"]
+    assert any("withdrew the field's sign-off" in m for _, m in notifications)

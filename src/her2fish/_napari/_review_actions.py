@@ -105,12 +105,15 @@ class ReviewActions:
             self._refresh_layers_if_open()
             return None
         result = None
+        signed = self._session is not None and bool(self._session.signoff.get("reviewed"))
         try:
             result = func()
         except AutosaveError as exc:  # applied in memory, not saved
             show_error(str(exc))
         except (ValueError, TypeError) as exc:
             show_error(str(exc))
+        if signed and self._session is not None and not self._session.signoff.get("reviewed"):
+            show_info("This edit withdrew the field's sign-off: sign off again when the review is done.")
         self._refresh()
         if _changes_labels(result):
             self._gallery.redraw_outlines()  # the outlines changed, not always the nuclei's ids
@@ -259,7 +262,17 @@ class ReviewActions:
     def mark_reviewed(self, note: str = "") -> Any:
         """Sign the field off as reviewed by the reviewer."""
         s = self._session
-        return None if s is None else self._edit(lambda: s.mark_reviewed(note))
+        if s is None:
+            return None
+        entry = self._edit(lambda: s.mark_reviewed(note))
+        status = s.count_status()
+        if entry is not None and status.n_more_needed:
+            show_warning(
+                f"Signed off with {status.n_reviewed} of the {status.required} nuclei the "
+                f"guideline requires reviewed (included): count {status.n_more_needed} more, or "
+                "check that the automatic counts stand for the rest."
+            )
+        return entry
 
     def _flush_layer_edits(self) -> Any:
         """Send edits made with napari's own tools to the session: strokes painted into the
