@@ -1,13 +1,14 @@
 """Time review edits and rescoring of a ReviewSession; print a table.
 
-Usage: python benchmarks/review_rescore.py [N_CELLS] [--repeat K]
+Usage: python benchmarks/review_rescore.py [N_CELLS] [--repeat K] [--full-bootstrap]
 
 A synthetic session of N_CELLS (default 500) round nuclei (7 um at 0.1 um/px, neighbours 0.2 um
 apart) with about 4 HER2 and 2 CEP17 signals each (some HER2 clusters) is edited K times (default
 30) per edit type; every edit is undone again, so all timings are on the same state. Each timing
 is the whole call (edits are undone again untimed): validation, the audit-log entry, the incremental per-cell update (the
 pipeline's ``cell_table`` on the touched nuclei), and ``score_cells`` over all cells with the live
-bootstrap (``ci_replicates``, 200 replicates). Also shown: the same rescoring done from scratch
+bootstrap (``ci_replicates``, 200 replicates; with ``--full-bootstrap`` the run's 2000, as the
+napari review widget scores, so that its CIs are those of the tables and reports). Also shown: the same rescoring done from scratch
 (``cell_table`` over every nucleus + ``score_cells``), ``final_summary()`` (the full 2000-replicate
 bootstrap used for export and reports, computed once per state) and an atomic save of the session
 file (autosave), which is not part of the edit timings.
@@ -32,7 +33,7 @@ from her2fish.review import Baseline, ReviewSession
 from her2fish.scoring import score_cells
 
 
-def synthetic_session(n_cells: int = 500, seed: int = 0) -> ReviewSession:
+def synthetic_session(n_cells: int = 500, seed: int = 0, *, ci_replicates: int | None = 200) -> ReviewSession:
     """A session on a grid of ``n_cells`` touching-distance round nuclei with random signals."""
     rng = np.random.default_rng(seed)
     radius, step = 35, 72
@@ -60,7 +61,7 @@ def synthetic_session(n_cells: int = 500, seed: int = 0) -> ReviewSession:
                               "snr": 10.0})  # fmt: skip
     baseline = Baseline.from_frames("synthetic", labels, pd.DataFrame(nuclei), pd.DataFrame(spots),
                                     PipelineConfig(), 0.1)  # fmt: skip
-    return ReviewSession(baseline, reviewer="benchmark", autosave=False)
+    return ReviewSession(baseline, reviewer="benchmark", autosave=False, ci_replicates=ci_replicates)
 
 
 def _time(fn, repeat: int) -> tuple[list[float], list[float]]:
@@ -77,7 +78,8 @@ def _time(fn, repeat: int) -> tuple[list[float], list[float]]:
 def main(argv: list[str]) -> None:
     n_cells = int(argv[0]) if argv and not argv[0].startswith("-") else 500
     repeat = int(argv[argv.index("--repeat") + 1]) if "--repeat" in argv else 30
-    s = synthetic_session(n_cells)
+    full = "--full-bootstrap" in argv
+    s = synthetic_session(n_cells, ci_replicates=None if full else 200)
     spots, cells = s.spots, s.cells
     rng = np.random.default_rng(1)
     ids = [int(i) for i in rng.choice(cells["cell_id"].to_numpy(), size=repeat, replace=False)]
@@ -145,7 +147,8 @@ def main(argv: list[str]) -> None:
         path = Path(tmp) / "bench.her2fish-review.json"
         results["autosave (atomic write of the session file)"] = _time(lambda _: s.save(path), n)
         size_kb = path.stat().st_size / 1024
-    print(f"ReviewSession with {len(cells)} nuclei, {len(spots)} signals, {repeat} repeats; "
+    print(f"ReviewSession with {len(cells)} nuclei, {len(spots)} signals, {repeat} repeats, live CIs from "
+          f"{s.config.n_bootstrap if full else 200} bootstrap replicates; "
           f"python {sys.version.split()[0]}; session file {size_kb:.0f} KB\n")
     print(f"{'operation':<52} | {'median ms':>9} | {'p95 ms':>7} | {'max ms':>7} | {'median CPU ms':>13}")
     print("-" * 52 + "-|-" + "-" * 9 + "-|-" + "-" * 7 + "-|-" + "-" * 7 + "-|-" + "-" * 13)

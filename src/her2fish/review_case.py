@@ -66,9 +66,11 @@ class CaseReview:
         Output folder of ``her2fish score`` (run.json, images/cells tables; cases.csv optional).
     reviewer : str
         Reviewer's name given to every session opened (may be set later with :attr:`reviewer`).
-    n_bootstrap : int
+    n_bootstrap : int or None
         Bootstrap replicates of the pooled score's CIs (the batch uses ``config.n_bootstrap``;
-        the live score uses fewer, like ``ReviewSession.summary``).
+        the default live score uses fewer, like ``ReviewSession.summary``). None: as many as
+        the run used, so that an unedited case shows the CIs of cases.csv (the napari widget
+        does this, with ``ci_replicates=None`` for the fields).
     session_kwargs
         Passed to :meth:`ReviewSession.open_batch` (e.g. ``autosave``, ``ci_replicates``).
 
@@ -79,10 +81,11 @@ class CaseReview:
     >>> row, fields = review.case_score("caseA")  # doctest: +SKIP
     """
 
-    def __init__(self, result_dir: str | os.PathLike, *, reviewer: str = "", n_bootstrap: int = 200,
-                 **session_kwargs: Any) -> None:  # fmt: skip
-        if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
-            raise ValueError(f"n_bootstrap must be an integer >= 0, got {n_bootstrap!r}")
+    def __init__(self, result_dir: str | os.PathLike, *, reviewer: str = "",
+                 n_bootstrap: int | None = 200, **session_kwargs: Any) -> None:  # fmt: skip
+        if n_bootstrap is not None and (isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int)
+                                        or n_bootstrap < 0):  # fmt: skip
+            raise ValueError(f"n_bootstrap must be None or an integer >= 0, got {n_bootstrap!r}")
         fixed = {"image", "path", "case_id", "image_path"} & set(session_kwargs)
         if fixed:
             raise TypeError(f"CaseReview sets {', '.join(sorted(fixed))} itself for every field "
@@ -109,6 +112,8 @@ class CaseReview:
             raise ValueError(
                 f"{self.result_dir} holds no scored image (images.csv has no 'ok' row)"
             )
+        if n_bootstrap is None:  # as the run did (cases.csv)
+            n_bootstrap = config_from_run(self.run["parameters"]).n_bootstrap
         self.n_bootstrap = n_bootstrap
         self._kwargs = session_kwargs
         self._sessions: dict[str, ReviewSession] = {}

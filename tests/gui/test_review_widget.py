@@ -242,8 +242,8 @@ def test_case_navigation_with_live_pooled_score(viewer, batch):
     widget.delete_selected_signals()
     pooled = pd.concat([s.cells.assign(image=s.name) for s in (first, second)], ignore_index=True)
     expected, _ = score_case(
-        pooled, CaseInfo("caseA"), n_images=2, n_bootstrap=200, seed=first.config.seed
-    )
+        pooled, CaseInfo("caseA"), n_images=2, n_bootstrap=first.config.n_bootstrap, seed=first.config.seed
+    )  # the widget pools with the run's bootstrap
     assert widget.case_review.case_score("caseA")[0] == expected
     shown = widget.score_text()
     assert shown["case"] == score_text(expected)
@@ -394,3 +394,19 @@ def test_sign_off_warns_below_the_required_count_and_an_edit_says_it_withdrew_it
     widget.include_current()  # any later edit withdraws the sign-off, and says so
     assert not s.signoff["reviewed"]
     assert any("withdrew the field's sign-off" in m for _, m in notifications)
+
+
+def test_the_cis_on_screen_are_those_of_the_run_tables(viewer, batch):
+    # The widget scores with the run's full bootstrap: an unedited field and case show the CIs
+    # of images.csv and cases.csv (and so of the exports and the report).
+    widget = _widget(viewer, batch)
+    s = widget.session
+    images = pd.read_csv(batch / "images.csv").set_index("image")
+    cases = pd.read_csv(batch / "cases.csv").set_index("case_id")
+    keys = ("mean_her2_ci_low", "mean_her2_ci_high", "ratio_ci_low", "ratio_ci_high")
+    for key in keys:
+        assert s.summary[key] == pytest.approx(images.loc[s.name, key], rel=1e-12)
+    case = widget._cases.case_of(s.name)
+    row, _ = widget._cases.case_score(case)
+    for key in keys:
+        assert row[key] == pytest.approx(cases.loc[case, key], rel=1e-12)
