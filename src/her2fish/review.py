@@ -36,8 +36,8 @@ from .review_log import UNSIGNED, LabelDiff, LogEntry, utc_now
 from .review_paint import paint_edit
 from .review_state import Baseline, assign_points, measure_nucleus, split_part, touching
 
-__all__ = ["Baseline", "ReviewSession", "AutosaveError", "SessionConflictError", "CHANNELS",
-           "MAX_MANUAL_COPIES"]
+__all__ = ["Baseline", "ReviewSession", "AutosaveError", "SessionConflictError", "OutsideNucleusError",
+           "CHANNELS", "MAX_MANUAL_COPIES"]
 
 
 class AutosaveError(OSError):
@@ -46,6 +46,14 @@ class AutosaveError(OSError):
 
 class SessionConflictError(OSError):
     """The session file was changed by someone else since this session loaded or saved it."""
+
+
+class OutsideNucleusError(ValueError):
+    """A signal was to be added at (``y``, ``x``) px, outside every nucleus (it would not count)."""
+
+    def __init__(self, message: str, y: float, x: float):
+        super().__init__(message)
+        self.y, self.x = y, x
 
 
 class ReviewSession(ReviewState):
@@ -188,8 +196,9 @@ class ReviewSession(ReviewState):
         ch, (y, x), n = self._channel(channel), self._position(y, x), self._copies(copies)
         cell = int(assign_points([y], [x], self._labels, pixel_size_um=self._base.pixel_size_um)[0])
         if cell == 0 and not allow_outside:
-            raise ValueError(f"({y:.1f}, {x:.1f}) is outside every nucleus: a signal there would "
-                             "not count (pass allow_outside=True to record it anyway)")  # fmt: skip
+            raise OutsideNucleusError(f"({y:.1f}, {x:.1f}) is outside every nucleus: a signal there "
+                                      "would not count (pass allow_outside=True to record it anyway)",
+                                      y, x)  # fmt: skip
         sid = self._next_spot
         row = {"channel": ch, "y": y, "x": x, "z": 0.0, "intensity": None, "copies": n,
                "cluster": n > 1, "cell_id": cell, "n_maxima": 1, "copies_estimate": None,

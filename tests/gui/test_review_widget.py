@@ -190,6 +190,7 @@ def test_points_layer_edits_are_picked_up(viewer, batch, qtbot, notifications):
     layer.add(np.array([[0.0, 0.0]]))  # outside every nucleus: refused and drawn back
     qtbot.waitUntil(lambda: len(layer.data) == n_points, timeout=3000)
     assert len(s.log) == 3 and any("outside every nucleus" in m for _, m in notifications)
+    assert not any("allow_outside" in m for _, m in notifications)  # no Python API hint in the GUI
 
 
 def test_close_and_reopen_restores_every_edit(viewer, batch, make_napari_viewer):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..review import AutosaveError
+from ..review import AutosaveError, OutsideNucleusError
 from ._results import _camera
 from ._review_layers import nucleus_diameter_um, points_diff
 
@@ -110,6 +110,10 @@ class ReviewActions:
             result = func()
         except AutosaveError as exc:  # applied in memory, not saved
             show_error(str(exc))
+        except OutsideNucleusError as exc:
+            show_error(f"A signal at ({exc.y:.0f}, {exc.x:.0f}) px would be outside every nucleus, where "
+                       "it does not count: place it inside a nucleus (paint the nucleus first if it "
+                       "is missing).")  # fmt: skip
         except (ValueError, TypeError) as exc:
             show_error(str(exc))
         if signed and self._session is not None and not self._session.signoff.get("reviewed"):
