@@ -275,6 +275,30 @@ def test_empty_image_and_duplicate_layers_are_refused(viewer, notifications):
     assert "chosen for both" in errors[1]
 
 
+def test_one_layer_holding_every_channel_is_told_to_split(viewer, notifications):
+    stack = np.random.default_rng(3).integers(0, 1000, (3, 64, 64)).astype(np.uint16)
+    viewer.add_image(stack, name="stack", scale=(1, 0.1, 0.1))
+    widget = _widget(viewer)
+    widget._on_score()
+    errors = _errors(notifications)
+    assert len(errors) == 1 and "chosen for both" in errors[0] and "Split Stack" in errors[0]
+
+
+def test_too_few_scored_cells_warn(viewer, notifications):
+    # A small crop of a field: some cells are scored, fewer than the guideline's 20.
+    viewer.open_sample("her2fish", "amplified")
+    crops = {name: viewer.layers[name].data[:300, :300] for name in ("DAPI", "HER2", "CEP17")}
+    viewer.layers.clear()
+    for name, data in crops.items():
+        viewer.add_image(data, name=name, scale=(0.1, 0.1))
+    widget = _widget(viewer)
+    widget._on_score()
+    n = widget.last_run.result.summary["n_cells_scored"]
+    assert 0 < n < 20
+    warnings = [m for sev, m in notifications if sev.lower() == "warning"]
+    assert any(f"Only {n} cell" in m and "fewer than the guideline needs" in m for m in warnings)
+
+
 def test_pixel_size_outside_reliable_range_warns(viewer, notifications):
     viewer.open_sample("her2fish", "non_amplified")
     widget = _widget(viewer)

@@ -146,9 +146,16 @@ def build_request(
     for role in CHANNEL_ROLES:
         other = chosen.setdefault(layer_key(layers[role]), role)
         if other != role:
+            split = ""
+            if arrays[role].ndim == 3 and arrays[role].shape[0] <= 4:
+                split = (
+                    " If it holds all the channels, split it into one layer per channel "
+                    "(right-click the layer > Split Stack), or open the file with the her2fish "
+                    "reader, which does."
+                )
             raise InputError(
                 f"Layer '{layers[role].name}' is chosen for both {ROLE_NAMES[other]} and "
-                f"{ROLE_NAMES[role]}: each needs its own channel layer."
+                f"{ROLE_NAMES[role]}: each needs its own channel layer.{split}"
             )
     shapes = {role: a.shape for role, a in arrays.items()}
     if len(set(shapes.values())) != 1:

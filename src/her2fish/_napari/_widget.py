@@ -366,6 +366,14 @@ class AnalysisWidget(Container):
                 "No cell could be scored (none has both a HER2 and a CEP17 signal): check the "
                 "HER2/CEP17 layers, the spot diameter and the thresholds."
             )
+        elif "insufficient_cells" in (summary.get("flags") or []):
+            n = summary["n_cells_scored"]
+            show_warning(
+                f"Only {n} cell{'s' if n != 1 else ''} of {summary.get('n_nuclei', 0)} nuclei could "
+                "be scored, fewer than the guideline needs, so no group is reported: score more "
+                "fields of the case, and check that the DAPI, HER2 and CEP17 layers hold those "
+                "channels and that the pixel size is right."
+            )
 
     # ------------------------------------------------------------- results
     def _replace_layers(self, run: ScoredRun) -> None:
