@@ -108,6 +108,12 @@ def test_reviewer_is_required_and_keys_include_exclude(viewer, batch, notificati
     qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key.Key_X)
     assert s.decisions[second] == {"decision": "exclude", "reason": "overlapping"}
     assert "✗" in widget.gallery.caption(second) and "✓" in widget.gallery.caption(first)
+    # The caption's lines fit the gallery's grid cell (none is cut off or wrapped).
+    grid, metrics = widget.gallery._list.gridSize(), widget.gallery._list.fontMetrics()
+    lines = widget.gallery.caption(second).split("\n")
+    assert len(lines) == 3 and lines[2] == "✗ excluded"
+    assert max(metrics.horizontalAdvance(line) for line in lines) < grid.width()
+    assert widget.gallery._list.iconSize().height() + 3 * metrics.lineSpacing() <= grid.height()
     assert widget.score_text()["field"] == score_text(s.summary)
     widget._tabs.setCurrentIndex(1)  # the plots are redrawn when shown and after every edit
     n = s.summary["n_cells_scored"]

@@ -64,12 +64,14 @@ def sort_cells(cells: pd.DataFrame, key: str) -> list[int]:
 
 
 def cell_caption(row: Any) -> str:
-    """Two-line caption of one cell (a row of the session's cell table)."""
+    """Caption of one cell (a row of the session's cell table): id and counts, ratio, and the
+    review mark on a third line when there is one (the grid leaves room for three lines)."""
     mark = {"include": "✓ counted", "exclude": "✗ excluded"}.get(str(row["review_decision"]), "")
     if not mark and not bool(row["evaluable"]):
         mark = "not evaluable"
-    return f"#{int(row['cell_id'])}  H{int(row['her2_count'])} / C{int(row['cep17_count'])}\n" \
-           f"r {fmt_number(row['ratio'])}  {mark}".rstrip()  # fmt: skip
+    text = f"#{int(row['cell_id'])}  H{int(row['her2_count'])} / C{int(row['cep17_count'])}\n" \
+           f"r {fmt_number(row['ratio'])}"  # fmt: skip
+    return f"{text}\n{mark}" if mark else text
 
 
 def _thumbnail(rgb: np.ndarray, labels: np.ndarray, cell: Any, px: float) -> QPixmap:
@@ -118,7 +120,7 @@ class NucleusGallery(QWidget):
         self._list.setResizeMode(QListView.ResizeMode.Adjust)
         self._list.setMovement(QListView.Movement.Static)
         self._list.setWordWrap(True)
-        self._list.setGridSize(QSize(_THUMB + 40, _THUMB + 40))
+        self._list.setGridSize(QSize(_THUMB + 40, _THUMB + 56))  # three caption lines
         self._list.setToolTip("Click a nucleus to centre the viewer on it")
         row = QHBoxLayout()
         row.addWidget(QLabel("Sort:"))
