@@ -95,7 +95,9 @@ def test_summary_rows_round_only_for_display(amplified):
     assert rows["HER2/CEP17 ratio"].startswith(f"{s['her2_cep17_ratio']:.2f}  (95 % CI")
     assert rows["ASCO/CAP 2018 group"] == "1 – positive"
     assert rows["S1613 GCN ≥ 20"] == "no"
-    assert "hcr_gt_5" in rows["Flags"]
+    assert "ratio > 5" in rows["Flags"]  # hcr_gt_5, readable
+    tips = {label: tip for label, _, tip in summary_rows(amplified.summary)}
+    assert "[hcr_gt_5]" in tips["Flags"]  # the code of images.csv in the tooltip
 
 
 def test_summary_rows_without_a_group_show_the_provisional_one():

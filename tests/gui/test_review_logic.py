@@ -53,7 +53,7 @@ def test_texts():
     assert text["GCN (mean HER2)"] == "6.50 (5.00–8.00)" and text["HER2/CEP17 ratio"] == "2.10"
     assert (
         text["Group"] == "– (provisional 1)"
-        and text["Flags"] == "borderline_ratio, insufficient_cells"
+        and text["Flags"] == "ratio between 1.80 and 2.20; fewer than 20 scored cells"
     )
     assert score_text({**row, "asco_cap_2018_group": 2, "flags": []})["Group"] == "2"
     assert report_stem("caseA/field0.ome.tif") == "caseA_field0" and report_stem("x.png") == "x"

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["FLAG_TEXT", "STAGE_TEXT", "fmt_number", "summary_rows"]
+__all__ = ["FLAG_TEXT", "STAGE_TEXT", "flag_label", "flags_text", "flags_tooltip", "fmt_number", "summary_rows"]
 
 #: Progress label for each pipeline stage (score_image's stage names, plus the widget's own).
 STAGE_TEXT: dict[str, str] = {
@@ -40,6 +40,25 @@ FLAG_TEXT: dict[str, str] = {
     "few_reference_signals_cep17": "< 10 single CEP17 signals: cluster estimates uncertain",
     "capped_clusters": "a cluster estimate hit the cap (S4)",
 }
+
+def flag_label(code: str) -> str:
+    """Short readable form of a flag: its :data:`FLAG_TEXT` up to the first ":" or " (" (the
+    code itself when unknown), e.g. ``gcn_ge_20`` -> "GCN >= 20"."""
+    text = FLAG_TEXT.get(code)
+    if text is None:
+        return code
+    return text.split(":", 1)[0].split(" (", 1)[0].strip()
+
+
+def flags_text(flags: list[str]) -> str:
+    """The flags as shown in a dock: their short labels, ``;``-separated ("none" without)."""
+    return "; ".join(flag_label(f) for f in flags) if flags else "none"
+
+
+def flags_tooltip(flags: list[str]) -> str:
+    """Each flag's meaning and its code, as in images.csv, one per line."""
+    return "\n".join(f"{FLAG_TEXT.get(f, f)} [{f}]" for f in flags)
+
 
 _ISH_STATUS = {
     "positive": "positive",
@@ -170,8 +189,8 @@ def summary_rows(
         ),
         (
             "Flags",
-            ", ".join(flags) if flags else "none",
-            "\n".join(FLAG_TEXT.get(f, f) for f in flags),
+            flags_text(flags),
+            flags_tooltip(flags),
         ),
         (
             "Thresholds (LoG)",

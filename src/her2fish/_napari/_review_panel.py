@@ -14,7 +14,7 @@ from typing import Any
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QGridLayout, QLabel, QSizePolicy, QWidget
 
-from ._format import FLAG_TEXT, fmt_number
+from ._format import flags_text, flags_tooltip, fmt_number
 
 __all__ = ["SCORE_ROWS", "score_text", "count_text", "ScorePanel"]
 
@@ -63,7 +63,7 @@ def score_text(row: Mapping[str, Any] | None) -> dict[str, str]:
         "GCN (mean HER2)": _ci(row, "mean_her2_per_cell", "mean_her2_ci_low", "mean_her2_ci_high"),
         "HER2/CEP17 ratio": _ci(row, "her2_cep17_ratio", "ratio_ci_low", "ratio_ci_high"),
         "Group": group_text,
-        "Flags": ", ".join(flags) if flags else "none",
+        "Flags": flags_text(flags),
     }
 
 
@@ -115,9 +115,7 @@ class ScorePanel(QWidget):
                 label = self._cells[(name, column)]
                 label.setText(value)
                 if name == "Flags" and row is not None:
-                    label.setToolTip(
-                        "\n".join(FLAG_TEXT.get(f, f) for f in _flags(row.get("flags")))
-                    )
+                    label.setToolTip(flags_tooltip(_flags(row.get("flags"))))
 
     def text(self) -> dict[str, dict[str, str]]:
         """Shown text: ``{"field": {row: value}, "case": {row: value}}``."""
