@@ -105,6 +105,17 @@ class _TileStats:
         self.med = med.reshape(ny, nx)
         self.sd = np.maximum(sd, max(0.05 * gsd, 1e-6)).reshape(ny, nx)
 
+    def lowest(self) -> tuple[float, float]:
+        """The lowest median and the lowest robust SD that a call can return anywhere.
+
+        Bilinear interpolation (and clamping beyond the outer tile centres) never leaves the
+        range of the tile values, so a point whose value is below ``median + k x SD`` at these
+        lows cannot stand ``k`` SDs above its local median: callers skip such points unseen.
+        """
+        if self.ny * self.nx == 1:
+            return float(self.gmed), float(max(self.gsd, 1e-6))
+        return float(self.med.min()), float(self.sd.min())
+
     def __call__(self, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ys, xs = np.asarray(ys, float), np.asarray(xs, float)
         if self.ny * self.nx == 1:
