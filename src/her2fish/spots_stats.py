@@ -67,10 +67,15 @@ class _TileStats:
     """Local median and robust SD of ``values`` inside ``region``, per tile, at any points.
 
     Both are measured per tile of ``tile`` pixels (on every ``TILE_STEP``-th pixel of it, which
-    is plenty for a median) once, and interpolated bilinearly between tile centres at the points
+    is plenty for a median) and interpolated bilinearly between tile centres at the points
     each call asks for; tiles with less than a quarter of region fall back to the region's
     values. Array operations only. ``stats``: the region-wide median and robust SD, when the
     caller has already measured them.
+
+    A tile's median and SD (two sorts of its samples) are measured the first time a point
+    needs them, then kept: the points are often signals in a few of the tiles (the matched
+    filter is asked about a few hundred), and each tile's numbers depend on its own samples
+    only, so they are the same whichever tiles are measured.
     """
 
     def __init__(
@@ -94,16 +99,25 @@ class _TileStats:
         self.gmed, self.gsd = gmed, gsd = stats
         if blocks is None:
             return
-        count = np.isfinite(blocks).sum(axis=1)
-        enough = count >= 0.25 * blocks.shape[1]
-        med = np.full(ny * nx, gmed, np.float32)
-        sd = np.full(ny * nx, gsd, np.float32)
-        if enough.any():
-            med[enough] = _row_median(blocks[enough], count[enough])
-            dev = np.abs(blocks[enough] - med[enough][:, None])
-            sd[enough] = _MAD_TO_SD * _row_median(dev, count[enough])
-        self.med = med.reshape(ny, nx)
-        self.sd = np.maximum(sd, max(0.05 * gsd, 1e-6)).reshape(ny, nx)
+        self._blocks = blocks
+        self._count = np.isfinite(blocks).sum(axis=1)
+        # tiles not measured yet: those with enough region pixels (the others keep the region's)
+        self._todo = self._count >= 0.25 * blocks.shape[1]
+        self._floor = max(0.05 * gsd, 1e-6)
+        self.med = np.full((ny, nx), gmed, np.float32)
+        self.sd = np.maximum(np.full((ny, nx), gsd, np.float32), self._floor)
+
+    def _measure(self, tiles: np.ndarray) -> None:
+        """Measure the median and robust SD of the given tiles (flat indices) not measured yet."""
+        tiles = tiles[self._todo[tiles]]
+        if tiles.size == 0:
+            return
+        self._todo[tiles] = False
+        rows, count = self._blocks[tiles], self._count[tiles]
+        med = _row_median(rows, count)
+        sd = _MAD_TO_SD * _row_median(np.abs(rows - med[:, None]), count)
+        self.med.ravel()[tiles] = med
+        self.sd.ravel()[tiles] = np.maximum(sd, self._floor)
 
     def lowest(self) -> tuple[float, float]:
         """The lowest median and the lowest robust SD that a call can return anywhere.
@@ -114,13 +128,24 @@ class _TileStats:
         """
         if self.ny * self.nx == 1:
             return float(self.gmed), float(max(self.gsd, 1e-6))
+        self._measure(np.flatnonzero(self._todo))
         return float(self.med.min()), float(self.sd.min())
 
     def __call__(self, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ys, xs = np.asarray(ys, float), np.asarray(xs, float)
         if self.ny * self.nx == 1:
             return np.full(ys.shape, self.gmed, np.float32), np.full(ys.shape, max(self.gsd, 1e-6), np.float32)
-        coords = np.stack([(ys + 0.5) / self.ty - 0.5, (xs + 0.5) / self.tx - 0.5])
+        cy, cx = (ys + 0.5) / self.ty - 0.5, (xs + 0.5) / self.tx - 0.5
+        if self._todo.any():
+            # the tiles whose centres the interpolation weighs (floor and floor + 1, clamped),
+            # and one more on each side to spare
+            iy, ix = np.floor(cy).astype(np.intp), np.floor(cx).astype(np.intp)
+            need = np.zeros((self.ny, self.nx), bool)
+            for dy in range(-1, 3):
+                for dx in range(-1, 3):
+                    need[np.clip(iy + dy, 0, self.ny - 1), np.clip(ix + dx, 0, self.nx - 1)] = True
+            self._measure(np.flatnonzero(need))
+        coords = np.stack([cy, cx])
         return (
             ndi.map_coordinates(self.med, coords, order=1, mode="nearest").astype(np.float32),
             ndi.map_coordinates(self.sd, coords, order=1, mode="nearest").astype(np.float32),
