@@ -98,6 +98,7 @@ def test_summary_rows_round_only_for_display(amplified):
     assert "ratio > 5" in rows["Flags"]  # hcr_gt_5, readable
     tips = {label: tip for label, _, tip in summary_rows(amplified.summary)}
     assert "[hcr_gt_5]" in tips["Flags"]  # the code of images.csv in the tooltip
+    assert rows["Rule set"] == "breast, ASCO/CAP 2018" and "asco_cap_2018" in tips["Rule set"]
 
 
 def test_summary_rows_without_a_group_show_the_provisional_one():

@@ -172,6 +172,7 @@ def test_rescoring_replaces_result_layers_and_manual_threshold_is_used(viewer):
     assert widget._threshold_value["her2"].enabled
     widget._threshold_value["her2"].value = auto * 3
     widget._rule_set.value = "colorectal"
+    assert widget._rule_set.native.currentText() == "colorectal (HERACLES, S1613)"  # shown in words
     widget._on_score()
     summary = widget.last_run.result.summary
     assert summary["threshold_her2"] == pytest.approx(auto * 3, rel=1e-3)

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["FLAG_TEXT", "STAGE_TEXT", "flag_label", "flags_text", "flags_tooltip", "fmt_number", "summary_rows"]
+__all__ = ["FLAG_TEXT", "RULE_SET_TEXT", "STAGE_TEXT", "flag_label", "flags_text", "flags_tooltip", "fmt_number", "summary_rows"]
 
 #: Progress label for each pipeline stage (score_image's stage names, plus the widget's own).
 STAGE_TEXT: dict[str, str] = {
@@ -58,6 +58,14 @@ def flags_text(flags: list[str]) -> str:
 def flags_tooltip(flags: list[str]) -> str:
     """Each flag's meaning and its code, as in images.csv, one per line."""
     return "\n".join(f"{FLAG_TEXT.get(f, f)} [{f}]" for f in flags)
+
+
+#: How each built-in rule set is named in the docks (its code, as in the tables, in tooltips).
+RULE_SET_TEXT: dict[str, str] = {
+    "asco_cap_2018": "breast, ASCO/CAP 2018",
+    "gastric": "gastric/GEJ",
+    "colorectal": "colorectal (HERACLES, S1613)",
+}
 
 
 _ISH_STATUS = {
@@ -142,7 +150,11 @@ def summary_rows(
     group, group_tip = _group(summary)
     rows: list[tuple[str, str, str]] = [
         ("Image", str(summary.get("image", "")), ""),
-        ("Rule set", str(summary.get("rule_set", "")), ""),
+        (
+            "Rule set",
+            RULE_SET_TEXT.get(str(summary.get("rule_set", "")), str(summary.get("rule_set", ""))),
+            f"rule set {summary.get('rule_set', '')} (the rule_set column of images.csv)",
+        ),
         (
             "Cells scored",
             f"{n} of {n_nuclei} nuclei" if n is not None else "–",

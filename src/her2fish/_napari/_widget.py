@@ -22,7 +22,7 @@ from napari.utils.notifications import notification_manager, show_error, show_in
 from qtpy.QtCore import QObject, Signal
 
 from ..rules import RULE_SETS
-from ._format import STAGE_TEXT, fmt_number
+from ._format import RULE_SET_TEXT, STAGE_TEXT, fmt_number
 from ._inputs import (
     ROLE_NAMES,
     InputError,
@@ -122,7 +122,13 @@ class AnalysisWidget(Container):
                     "threshold used; the Thresholds tab shows which maxima were kept.",
                 )
             )
-        self._rule_set = ComboBox(label="Rule set", choices=list(RULE_SETS), value="asco_cap_2018")
+        self._rule_set = ComboBox(
+            label="Rule set",
+            choices=[(RULE_SET_TEXT.get(name, name), name) for name in RULE_SETS],
+            value="asco_cap_2018",
+            tooltip="Guideline rules for the calls: breast ASCO/CAP 2018, gastric/GEJ, or "
+            "colorectal (HERACLES, S1613 GCN >= 20)",
+        )
         self._score_button = PushButton(text="Score")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(value=0, min=0, max=len(STAGES), label="Progress")
