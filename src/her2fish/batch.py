@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from .batch_cases import _add_cases, _case_map
+from .batch_cases import _add_cases, _case_id, _case_map
 from .batch_dask import dask_client, require_dask
 from .batch_exec import ImageJob, run_jobs, show
 from .batch_jobs import _latest_entries, _previous, _unchanged, find_images
@@ -42,7 +42,7 @@ from .batch_store import (
     pause_point,
     run_record,
 )
-from .cases import CaseInfo, case_from_name
+from .cases import CaseInfo
 from .config import resolve_rules
 from .export import require_parquet, write_json
 from .interop import EXPORTS, IMAGE_EXPORTS
@@ -217,10 +217,7 @@ def run_batch(
         params["tiling"] = tiling
     case_of = _case_map(jobs, samples)
     # Each image's case, as the tables will give it, for its LIMS export.
-    jobs = [
-        replace(job, case_id=(case_of.get(job.name) or CaseInfo(case_from_name(job.name))).case_id)
-        for job in jobs
-    ]
+    jobs = [replace(job, case_id=_case_id(job.name, case_of)) for job in jobs]
     if dask is not None:
         require_dask()
     with ExitStack() as stack:

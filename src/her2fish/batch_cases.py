@@ -33,6 +33,12 @@ def _case_map(jobs: Sequence[ImageJob], samples: Mapping[Path, CaseInfo] | None)
     return out
 
 
+def _case_id(name: str, case_of: Mapping[str, CaseInfo]) -> str:
+    """The case of image ``name``: the sample sheet's (``case_of``), else the one its name gives."""
+    info = case_of.get(name)
+    return info.case_id if info is not None else case_from_name(name)
+
+
 def _add_cases(
     tables: dict[str, pd.DataFrame],
     case_of: Mapping[str, CaseInfo],
@@ -44,8 +50,7 @@ def _add_cases(
     images, cells, spots = tables["images"], tables["cells"], tables["spots"]
     cases, fields = score_cases(images, cells, case_of, n_bootstrap=config.n_bootstrap,
                                 seed=config.seed)
-    case_id = {name: (case_of.get(name) or CaseInfo(case_from_name(name))).case_id
-               for name in images["image"]}
+    case_id = {name: _case_id(name, case_of) for name in images["image"]}
     for frame in (images, cells, spots):
         frame["case_id"] = frame["image"].map(case_id) if len(frame) else pd.Series(dtype=object)
     populations = _populations(images, cells, config)
