@@ -11,6 +11,8 @@ import math
 
 from . import __version__
 
+__all__ = ["get_arg_parser"]
+
 
 class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows an option's default where it says something: not for options without one
@@ -21,8 +23,6 @@ class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default in (None, False, (), []) or "(default" in text:
             return text
         return super()._get_help_string(action)
-
-__all__ = ["get_arg_parser"]
 
 
 def _positive_float(text: str) -> float:
@@ -69,8 +69,7 @@ def get_arg_parser() -> argparse.ArgumentParser:
         help="score images or folders of images",
         description="Score every image given (folders are searched recursively for "
         ".tif, .tiff, .png, .jpg, .jpeg, .czi, .nd2 and .lif files and OME-Zarr folders) and "
-        "write images, cells "
-        "and spots tables plus run.json to --out.",
+        "write images, cells and spots tables plus run.json to --out.",
         formatter_class=_DefaultsHelpFormatter,
     )
     score.add_argument(

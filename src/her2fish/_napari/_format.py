@@ -148,12 +148,13 @@ def summary_rows(
     manual = manual_thresholds or {}
     n, n_nuclei = summary.get("n_cells_scored"), summary.get("n_nuclei")
     group, group_tip = _group(summary)
+    rule_set_code = str(summary.get("rule_set", ""))
     rows: list[tuple[str, str, str]] = [
         ("Image", str(summary.get("image", "")), ""),
         (
             "Rule set",
-            RULE_SET_TEXT.get(str(summary.get("rule_set", "")), str(summary.get("rule_set", ""))),
-            f"rule set {summary.get('rule_set', '')} (the rule_set column of images.csv)",
+            RULE_SET_TEXT.get(rule_set_code, rule_set_code),
+            f"rule set {rule_set_code} (the rule_set column of images.csv)",
         ),
         (
             "Cells scored",

@@ -269,8 +269,10 @@ class ReviewActions:
         if s is None:
             return None
         entry = self._edit(lambda: s.mark_reviewed(note))
+        if entry is None:
+            return None
         status = s.count_status()
-        if entry is not None and status.n_more_needed:
+        if status.n_more_needed:
             show_warning(
                 f"Signed off with {status.n_reviewed} of the {status.required} nuclei the "
                 f"guideline requires reviewed (included): count {status.n_more_needed} more, or "
