@@ -99,17 +99,18 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copy(args.sample, inputs / f"copy_{i:03d}.ome.tif")
         print(f"{args.copies} copies of {args.sample.name}; {os.cpu_count()} CPUs; "
               f"load average before: {_load()}; Python {sys.version.split()[0]}")
-        runs = [(f"processes, workers={w}", ["--workers", str(w)]) for w in args.workers]
+        # (name, command options, pinned to one CPU)
+        runs = [(f"processes, workers={w}", ["--workers", str(w)], False) for w in args.workers]
         if args.one_core:
-            runs.append(("workers=1 on one core", ["--workers", "1"]))
+            runs.append(("workers=1 on one core", ["--workers", "1"], True))
         if args.dask:
             w = max(args.workers)
-            runs.append((f"dask local, workers={w}", ["--workers", str(w), "--dask", "local"]))
-        times: dict[str, list[float]] = {name: [] for name, _ in runs}
+            runs.append((f"dask local, workers={w}", ["--workers", str(w), "--dask", "local"], False))
+        times: dict[str, list[float]] = {name: [] for name, _, _ in runs}
         for rep in range(args.repeat):  # rounds interleave the runs, so drifting load hits all alike
-            for i, (name, options) in enumerate(runs):
+            for i, (name, options, pinned) in enumerate(runs):
                 out = Path(tmp) / f"out_{rep}_{i}"
-                times[name].append(_time_run(inputs, out, options, one_core=name.endswith("one core")))
+                times[name].append(_time_run(inputs, out, options, one_core=pinned))
         print(f"load average after: {_load()}\n")
         median = {name: statistics.median(ts) for name, ts in times.items()}
         base = median[runs[0][0]]
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = f" | {'vs 1 core':>9}" if core else ""
         print(f"{'run':<26} | {'seconds':>8} | {'min-max':>13} | {'images/s':>8} | {'speed-up':>8}{extra}")
         print(f"{'-' * 26}-|-{'-' * 8}-|-{'-' * 13}-|-{'-' * 8}-|-{'-' * 8}" + ("-|-" + "-" * 9 if core else ""))
-        for name, _ in runs:
+        for name, _, _ in runs:
             spread = f"{min(times[name]):.1f}-{max(times[name]):.1f}"
             extra = f" | {core / median[name]:9.2f}" if core else ""
             print(f"{name:<26} | {median[name]:8.2f} | {spread:>13} | {args.copies / median[name]:8.2f} | "

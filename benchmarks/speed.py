@@ -107,10 +107,8 @@ def _cpu_counters() -> dict | None:
     ticks = [int(v) for v in fields[:8]] + [0] * max(0, 8 - len(fields))
     hz = os.sysconf("SC_CLK_TCK")
     user, nice, system, _idle, _iowait, irq, softirq, steal = ticks[:8]
-    own = sum(
-        resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
-        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-    )
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    own = sum(u.ru_utime + u.ru_stime for u in usage)
     return {"busy": (user + nice + system + irq + softirq) / hz, "steal": steal / hz, "own": own}
 
 
